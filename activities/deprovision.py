@@ -1,0 +1,97 @@
+"""Deprovision one SCIM account and read it back; the audit events land with the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import to_application_error
+from config import Catalog
+from connectors.base import ConnectorError, ReadBack
+from connectors.registry import ConnectorRegistry
+from db import audit
+from workflows.types import AuditEventIn, ScimStepInput, ScimStepResult
+
+READ_BACK_TRIES = 5
+
+
+class DeprovisionActivities:
+    def __init__(
+        self,
+        catalog: Catalog,
+        registry: ConnectorRegistry,
+        session_factory: Callable[[], Session],
+    ) -> None:
+        self._catalog = catalog
+        self._registry = registry
+        self._sessions = session_factory
+
+    @activity.defn(name="deprovision_scim")
+    async def deprovision_scim(self, inp: ScimStepInput) -> ScimStepResult:
+        try:
+            return await self._deprovision(inp)
+        except ConnectorError as exc:
+            raise to_application_error(inp.app, exc) from exc
+
+    async def _deprovision(self, inp: ScimStepInput) -> ScimStepResult:
+        scim = self._catalog.app(inp.app).scim
+        assert scim is not None
+        connector = self._registry.scim(inp.app)
+        outcome: Literal["deactivated", "deleted", "gone"]
+        removed: list[str] = []
+        if inp.mode == "delete":
+            outcome = await connector.delete(inp.account_id)
+        else:
+            outcome = await connector.deactivate(inp.account_id)
+            if outcome != "gone" and scim.remove_groups:
+                removed = await connector.remove_groups(inp.account_id)
+        gone_expected = scim.gone_after_deactivate_ok or inp.mode == "delete" or outcome == "gone"
+        state = await self._read_back(inp, gone_expected)
+        now = datetime.now(UTC).isoformat()
+
+        def event(kind: str, detail: dict[str, object]) -> AuditEventIn:
+            return AuditEventIn(
+                person_id=inp.person_id,
+                workflow_id=inp.workflow_id,
+                step_id=inp.step_id,
+                kind=kind,
+                at=now,
+                app=inp.app,
+                detail={"account": inp.account, "account_id": inp.account_id, **detail},
+            )
+
+        events = [event(f"scim.{outcome}", {"mode": inp.mode})]
+        if removed:
+            events.append(event("scim.groups_removed", {"groups": removed}))
+        events.append(event("step.verified", {"read_back": state}))
+        await asyncio.to_thread(audit.append, self._sessions, events)
+        return ScimStepResult(outcome=outcome, groups_removed=removed, state=state)
+
+    async def _read_back(
+        self, inp: ScimStepInput, gone_expected: bool
+    ) -> Literal["inactive", "gone"]:
+        """Read the account until the app confirms it; a server may apply writes lazily."""
+        last = ReadBack(state="active")
+        connector = self._registry.scim(inp.app)
+        for attempt in range(READ_BACK_TRIES):
+            last = await connector.read_back(inp.account_id)
+            if last.state == "gone":
+                if gone_expected:
+                    return "gone"
+                raise ApplicationError(
+                    f"{inp.app}: account {inp.account_id} vanished after deactivation; "
+                    "set gone_after_deactivate_ok if the app soft-deletes",
+                    type="verify",
+                    non_retryable=True,
+                )
+            if last.state == "inactive" and (inp.mode == "delete" or not last.groups):
+                return "inactive"
+            await asyncio.sleep(0.1 * (attempt + 1))
+        still = "still active" if last.state == "active" else f"still in {', '.join(last.groups)}"
+        raise ApplicationError(f"{inp.app}: read back: account {still}", type="verify")

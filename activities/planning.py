@@ -1,0 +1,95 @@
+"""Plan an offboarding: which account in which app, and what to do with it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import to_application_error
+from config import AppConfig, Catalog
+from connectors.base import ConnectorError
+from connectors.registry import ConnectorRegistry
+from db.models import Person
+from workflows.types import AppPlan, ManualPlan, Plan, PlanInput
+
+_templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def render_instructions(template: str, person_id: str, email: str, name: str) -> str:
+    return _templates.from_string(template).render(person_id=person_id, email=email, name=name)
+
+
+class PlanActivities:
+    def __init__(
+        self,
+        catalog: Catalog,
+        registry: ConnectorRegistry,
+        session_factory: Callable[[], Session],
+    ) -> None:
+        self._catalog = catalog
+        self._registry = registry
+        self._sessions = session_factory
+
+    def _person_name(self, person_id: str) -> str:
+        with self._sessions() as session:
+            person = session.get(Person, person_id)
+            return person.name if person else ""
+
+    @activity.defn(name="plan_offboarding")
+    async def plan_offboarding(self, inp: PlanInput) -> Plan:
+        unknown = sorted(set(inp.apps or []) - {a.id for a in self._catalog.apps})
+        if unknown:
+            raise ApplicationError(
+                f"unknown app(s): {', '.join(unknown)}", type="config", non_retryable=True
+            )
+        apps = [a for a in self._catalog.apps if inp.apps is None or a.id in inp.apps]
+        name = await asyncio.to_thread(self._person_name, inp.person_id)
+        plans = await asyncio.gather(*(self._plan_app(app, inp, name) for app in apps))
+        return Plan(apps=list(plans))
+
+    async def _plan_app(self, app: AppConfig, inp: PlanInput, name: str) -> AppPlan:
+        base = AppPlan(
+            app=app.id, name=app.name, connector=app.connector, action="skip", owners=app.owners
+        )
+        if self._catalog.is_protected(inp.email):
+            return base.model_copy(update={"reason": "protected account"})
+        if app.manual is not None:
+            manual = ManualPlan(
+                assignees=app.manual.assignees,
+                escalate_to=app.manual.escalate_to,
+                sla_hours=app.manual.sla_hours,
+                instructions=render_instructions(
+                    app.manual.instructions, inp.person_id, inp.email, name
+                ),
+            )
+            return base.model_copy(
+                update={"action": "manual_task", "account": inp.email, "manual": manual}
+            )
+        assert app.scim is not None
+        value = inp.person_id if app.scim.match == "externalId" else inp.email
+        try:
+            accounts = await self._registry.scim(app.id).find(value)
+        except ConnectorError as exc:
+            if exc.retryable:
+                raise to_application_error(app.id, exc) from exc
+            return base.model_copy(update={"action": "exception", "reason": exc.message})
+        scim = {"deprovision": app.scim.deprovision, "delete_after_days": app.scim.delete_after_days}
+        if not accounts:
+            reason = f"no account with {app.scim.match} = {value}"
+            return base.model_copy(update={"reason": reason, **scim})
+        if len(accounts) > 1:
+            ids = ", ".join(a.id for a in accounts)
+            reason = f"ambiguous: {len(accounts)} accounts match {app.scim.match} = {value} ({ids})"
+            return base.model_copy(update={"action": "exception", "reason": reason, **scim})
+        account = accounts[0]
+        update = {"account": account.user_name, "account_id": account.id, **scim}
+        if self._catalog.is_protected(account.user_name, *account.emails):
+            return base.model_copy(update={**update, "reason": "protected account"})
+        verb = app.scim.deprovision.replace("_", " ")
+        return base.model_copy(update={**update, "action": "deprovision", "reason": verb})

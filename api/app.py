@@ -1,0 +1,32 @@
+"""The FastAPI app factory: routers under /api/v1, health at the root."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import errors
+from api.routes import health, offboardings, people, tasks, webhooks
+from config import Catalog, Settings
+from temporal_client import connect
+
+
+def create_app(settings: Settings, catalog: Catalog, client: Client | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.temporal is None:
+            app.state.temporal = await connect(settings)
+        yield
+
+    app = FastAPI(title="offboard", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.temporal = client
+    errors.install(app)
+    for module in (webhooks, offboardings, tasks, people):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,82 @@
+"""Request dependencies: settings, DB session, Temporal client, the caller and its role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+from temporalio.client import Client
+
+from api.errors import ApiError
+from api.tokens import Role, lookup
+from config import Catalog, Settings
+from db.session import get_engine
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    url = request.app.state.settings.effective_database_url
+    with Session(get_engine(url), expire_on_commit=False) as session:
+        yield session
+
+
+async def get_temporal(request: Request) -> Client:
+    client: Client | None = request.app.state.temporal
+    if client is None:
+        raise ApiError(503, "temporal_unavailable", "not connected to Temporal yet")
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    email: str | None
+
+    @property
+    def actor(self) -> str:
+        return self.email or f"token:{self.name}"
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not token:
+        token = request.cookies.get("offboard_session", "")
+        scheme = "bearer" if token else scheme
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthenticated", "missing bearer token (Authorization: Bearer ...)")
+    row = lookup(session, token)
+    if row is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
+    return Principal(name=row.name, role=row.role, email=row.email)  # type: ignore[arg-type]
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if principal.role != "admin":
+        raise ApiError(403, "forbidden", f"role admin required (you are {principal.role})")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,142 @@
+"""Admin offboardings: start (or dry-run), list, read, cancel, approve, retry a step."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, model_validator
+from sqlmodel import col, select
+from temporalio.client import WorkflowUpdateFailedError
+
+from api.deps import AdminDep, CatalogDep, SessionDep, SettingsDep, TemporalDep
+from api.errors import ApiError
+from api.offboarding_service import LIVE, resolve_person, run_view, start_offboarding
+from db.models import OffboardingRun
+from workflows.offboarding import OffboardingWorkflow
+from workflows.plan import PlanWorkflow
+from workflows.types import JoinRequest, OffboardingInput, PlanInput, RetryRequest
+
+router = APIRouter(tags=["offboardings"])
+
+
+class OffboardingCreate(BaseModel):
+    email: str | None = None
+    employee_id: str | None = None
+    reason: str = ""
+    effective_at: datetime | None = None
+    dry_run: bool = False
+    apps: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> OffboardingCreate:
+        if not (self.email or self.employee_id):
+            raise ValueError("give email or employee_id")
+        if self.effective_at is not None and self.effective_at.tzinfo is None:
+            raise ValueError("effective_at needs a time zone (e.g. 2026-12-01T17:00:00Z)")
+        return self
+
+
+@router.post("/offboardings", status_code=202)
+async def create_offboarding(
+    body: OffboardingCreate,
+    admin: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    client: TemporalDep,
+) -> JSONResponse:
+    unknown = sorted(set(body.apps or []) - {a.id for a in catalog.apps})
+    if unknown:
+        raise ApiError(422, "unknown_app", f"unknown app(s): {', '.join(unknown)}")
+    person = resolve_person(session, body.email, body.employee_id)
+    if body.dry_run:
+        plan = await client.execute_workflow(
+            PlanWorkflow.run,
+            PlanInput(person_id=person.id, email=person.email, apps=body.apps),
+            id=f"plan-{uuid.uuid4().hex}",
+            task_queue=settings.task_queue,
+        )
+        apps = [p.model_dump(include={"app", "action", "account", "reason"}) for p in plan.apps]
+        return JSONResponse(
+            {"dry_run": True, "person": {"id": person.id, "email": person.email}, "apps": apps},
+            200,
+        )
+    inp = OffboardingInput(
+        person_id=person.id,
+        email=person.email,
+        name=person.name,
+        reason=body.reason,
+        effective_at=body.effective_at,
+        apps=body.apps,
+        trigger="api",
+        actor=admin.actor,
+    )
+    join = JoinRequest(source=f"api:{admin.actor}", reason=body.reason)
+    run_id, joined = await start_offboarding(client, session, settings, inp, join)
+    return JSONResponse({"run_id": run_id, "joined": joined}, 202)
+
+
+@router.get("/offboardings")
+def list_offboardings(
+    _: AdminDep, session: SessionDep, status: str | None = Query(default=None)
+) -> list[dict[str, Any]]:
+    query = select(OffboardingRun).order_by(col(OffboardingRun.created_at).desc()).limit(500)
+    if status:
+        query = query.where(OffboardingRun.status == status)
+    return [run_view(session, r) for r in session.exec(query).all()]
+
+
+def _run(session: SessionDep, run_id: str) -> OffboardingRun:
+    run = session.get(OffboardingRun, run_id)
+    if run is None:
+        raise ApiError(404, "not_found", f"no offboarding run {run_id!r}")
+    return run
+
+
+@router.get("/offboardings/{run_id}")
+def get_offboarding(run_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
+    return run_view(session, _run(session, run_id))
+
+
+async def _live_handle(session: SessionDep, client: TemporalDep, run_id: str) -> Any:
+    run = _run(session, run_id)
+    if run.status not in LIVE:
+        raise ApiError(409, "run_finished", f"run {run_id} is already {run.status}")
+    return client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
+
+
+@router.post("/offboardings/{run_id}/cancel", status_code=202)
+async def cancel_offboarding(
+    run_id: str, admin: AdminDep, session: SessionDep, client: TemporalDep
+) -> dict[str, Any]:
+    handle = await _live_handle(session, client, run_id)
+    await handle.signal(OffboardingWorkflow.cancel, f"cancelled by {admin.actor}")
+    return {"run_id": run_id, "status": "cancelling"}
+
+
+@router.post("/offboardings/{run_id}/approve", status_code=202)
+async def approve_offboarding(
+    run_id: str, admin: AdminDep, session: SessionDep, client: TemporalDep
+) -> dict[str, Any]:
+    handle = await _live_handle(session, client, run_id)
+    await handle.signal(OffboardingWorkflow.approve, admin.actor)
+    return {"run_id": run_id, "approved_by": admin.actor, "at": datetime.now(UTC)}
+
+
+@router.post("/offboardings/{run_id}/steps/{app}/retry", status_code=202)
+async def retry_step(
+    run_id: str, app: str, admin: AdminDep, session: SessionDep, client: TemporalDep
+) -> dict[str, Any]:
+    handle = await _live_handle(session, client, run_id)
+    try:
+        await handle.execute_update(
+            OffboardingWorkflow.retry_step, RetryRequest(app=app, actor=admin.actor)
+        )
+    except WorkflowUpdateFailedError as exc:
+        message = getattr(exc.cause, "message", None) or str(exc.cause)
+        raise ApiError(409, "cannot_retry", message) from None
+    return {"run_id": run_id, "app": app, "status": "retrying"}

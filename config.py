@@ -1,0 +1,180 @@
+"""Settings (``OFFBOARD_*`` env vars) and the app catalog (``apps.yaml``)."""
+
+from __future__ import annotations
+
+import fnmatch
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore")
+
+    data_dir: Path = Path(".offboard")
+    database_url: str | None = None
+    catalog: Path = Path("apps.yaml")
+    # Two secrets may be active at once so the HR system can be switched over without downtime.
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    webhook_tolerance_seconds: int = 300
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "offboard"
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_url: SecretStr | None = None
+    smtp_from: str = "offboard@localhost"
+    slack_webhook_url: SecretStr | None = None
+    log_format: Literal["json", "console"] = "console"
+    burst_threshold: int = 50
+    burst_window_minutes: int = 10
+    max_concurrent_activities: int = 200
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'offboard.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScimSettings(_Strict):
+    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    token_env: str
+    match: Literal["userName", "email", "externalId"] = "email"
+    deprovision: Literal["deactivate", "delete", "deactivate_then_delete"] = "deactivate"
+    delete_after_days: int | None = None
+    patch_style: Literal["path", "pathless", "put_fallback"] = "path"
+    gone_after_deactivate_ok: bool = False
+    remove_groups: bool = True
+    group_member_removal: Literal["filter_path", "value_array"] = "filter_path"
+    rate_limit_per_minute: int | None = None
+    max_concurrent_requests: int = 8
+    timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _delete_after(self) -> ScimSettings:
+        if self.deprovision == "deactivate_then_delete" and self.delete_after_days is None:
+            raise ValueError("deactivate_then_delete needs delete_after_days")
+        return self
+
+
+class ManualSettings(_Strict):
+    assignees: list[str] = Field(min_length=1)
+    escalate_to: list[str] = Field(default_factory=list)
+    sla_hours: float = 24
+    instructions: str = "Remove {{ email }} from this app."
+
+
+class AppConfig(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name: str
+    owners: list[str] = Field(default_factory=list)
+    connector: Literal["scim", "manual"]
+    scim: ScimSettings | None = None
+    manual: ManualSettings | None = None
+
+    @model_validator(mode="after")
+    def _connector_section(self) -> AppConfig:
+        section = getattr(self, self.connector)
+        if section is None:
+            raise ValueError(f"connector {self.connector!r} needs a '{self.connector}:' section")
+        return self
+
+
+class Catalog(_Strict):
+    apps: list[AppConfig] = Field(default_factory=list)
+    protected_accounts: list[str] = Field(default_factory=list)
+    service_accounts: list[str] = Field(default_factory=list)
+
+    @field_validator("apps")
+    @classmethod
+    def _unique_ids(cls, apps: list[AppConfig]) -> list[AppConfig]:
+        seen: set[str] = set()
+        for app in apps:
+            if app.id in seen:
+                raise ValueError(f"duplicate app id {app.id!r}")
+            seen.add(app.id)
+        return apps
+
+    def app(self, app_id: str) -> AppConfig:
+        for app in self.apps:
+            if app.id == app_id:
+                return app
+        raise KeyError(app_id)
+
+    def is_protected(self, *identities: str | None) -> bool:
+        protected = {p.lower() for p in self.protected_accounts}
+        return any(i is not None and i.lower() in protected for i in identities)
+
+    def is_service_account(self, *identities: str | None) -> bool:
+        return any(
+            i is not None and fnmatch.fnmatch(i.lower(), pattern.lower())
+            for i in identities
+            for pattern in self.service_accounts
+        )
+
+
+class CatalogError(ValueError):
+    """A catalog file that does not validate; the message names app id and field."""
+
+
+def _location(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc).lstrip(".")
+    if len(loc) >= 2 and loc[0] == "apps" and isinstance(loc[1], int):
+        apps = raw.get("apps")
+        if isinstance(apps, list) and loc[1] < len(apps) and isinstance(apps[loc[1]], dict):
+            path += f" (app {apps[loc[1]].get('id', '?')})"
+    return path
+
+
+def parse_catalog(text: str, source: str = "apps.yaml") -> Catalog:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{source}: the top level must be a mapping with 'apps:'")
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"{source}: {_location(raw, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()
+        ]
+        raise CatalogError("\n".join(lines)) from None
+
+
+def load_catalog(path: Path) -> Catalog:
+    if not path.exists():
+        raise CatalogError(f"{path}: catalog file not found (set OFFBOARD_CATALOG)")
+    return parse_catalog(path.read_text(), str(path))

@@ -1,0 +1,158 @@
+"""The audit trail: append-only, one SHA-256 hash chain per person.
+
+This is the only place that computes hashes. The rule is public so auditors can recompute it:
+``hash = sha256_hex(prev_hash + canonical)`` where ``canonical`` is the exported event without
+``hash``/``prev_hash``, keys sorted, separators ``,``/``:``, UTF-8; the first ``prev_hash`` is 64
+zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, col, select
+
+from db.models import AuditEvent
+from workflows.types import AuditEventIn
+
+T = TypeVar("T")
+GENESIS = "0" * 64
+EXPORT_FIELDS = ("seq", "at", "kind", "app", "actor", "detail", "hash", "prev_hash")
+
+
+def canonical(event: dict[str, Any]) -> str:
+    body = {k: v for k, v in event.items() if k not in ("hash", "prev_hash")}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, event: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(event)).encode("utf-8")).hexdigest()
+
+
+def export(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": row.at,
+        "kind": row.kind,
+        "app": row.app,
+        "actor": row.actor,
+        "detail": row.detail,
+        "hash": row.hash,
+        "prev_hash": row.prev_hash,
+    }
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    valid: bool
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify(events: Sequence[dict[str, Any]]) -> ChainCheck:
+    """Recompute a person's chain from its exported events (ordered by seq)."""
+    prev = GENESIS
+    for expected_seq, event in enumerate(events, start=1):
+        if event["seq"] != expected_seq:
+            return ChainCheck(False, expected_seq, f"event seq {expected_seq} is missing")
+        if event["prev_hash"] != prev:
+            return ChainCheck(False, event["seq"], "prev_hash does not link to the event before")
+        if chain_hash(prev, event) != event["hash"]:
+            return ChainCheck(False, event["seq"], "hash does not match the event's content")
+        prev = event["hash"]
+    return ChainCheck(True)
+
+
+def person_events(session: Session, person_id: str) -> list[dict[str, Any]]:
+    rows = session.exec(
+        select(AuditEvent).where(AuditEvent.person_id == person_id).order_by(col(AuditEvent.seq))
+    ).all()
+    return [export(r) for r in rows]
+
+
+def _append_one(session: Session, event: AuditEventIn) -> bool:
+    exists = session.exec(
+        select(AuditEvent.id).where(
+            AuditEvent.workflow_id == event.workflow_id,
+            AuditEvent.step_id == event.step_id,
+            AuditEvent.kind == event.kind,
+        )
+    ).first()
+    if exists is not None:
+        return False
+    last = session.exec(
+        select(AuditEvent.seq, AuditEvent.hash)
+        .where(AuditEvent.person_id == event.person_id)
+        .order_by(col(AuditEvent.seq).desc())
+        .limit(1)
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    row = AuditEvent(
+        person_id=event.person_id,
+        seq=seq,
+        at=event.at,
+        kind=event.kind,
+        app=event.app,
+        actor=event.actor,
+        detail=event.detail,
+        workflow_id=event.workflow_id,
+        step_id=event.step_id,
+        hash="",
+        prev_hash=prev,
+    )
+    row.hash = chain_hash(prev, export(row))
+    session.add(row)
+    session.flush()
+    return True
+
+
+def with_retry(fn: Callable[[], T], attempts: int = 50) -> T:
+    """Run a write transaction, again after a lost race (unique seq) or a locked SQLite file."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(0.005 * (attempt + 1), 0.1))
+    raise AssertionError("unreachable")
+
+
+def append(
+    session_factory: Callable[[], Session],
+    events: Iterable[AuditEventIn],
+    extra: Callable[[Session], None] | None = None,
+) -> int:
+    """Append events (and optionally other writes) in one transaction; returns how many were new.
+
+    The whole batch is retried on a lost race, so a person's chain never forks: the unique
+    (person_id, seq) constraint makes the loser re-read the head.
+    """
+    batch = list(events)
+
+    def attempt() -> int:
+        with session_factory() as session:
+            written = sum(_append_one(session, e) for e in batch)
+            if extra is not None:
+                extra(session)
+            session.commit()
+            return written
+
+    return with_retry(attempt)
+
+
+def people_with_events(session: Session) -> list[str]:
+    return list(session.exec(select(AuditEvent.person_id).group_by(AuditEvent.person_id)).all())
+
+
+def event_count(session: Session, person_id: str) -> int:
+    return session.exec(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.person_id == person_id)
+    ).one()

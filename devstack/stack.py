@@ -1,0 +1,158 @@
+"""``offboard dev``: Temporal dev server, migrations, worker and API in one process tree."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from pydantic import SecretStr
+from sqlmodel import Session
+
+from api.app import create_app
+from api.tokens import create_token
+from config import Catalog, Settings, load_catalog, parse_catalog
+from connectors.registry import ConnectorRegistry
+from db.migrate import upgrade
+from db.models import Person
+from db.session import get_engine
+from devstack.temporal_server import TemporalDevServer
+from temporal_client import connect_with_retry
+from worker import build_worker
+
+DEMO_TOKEN_ENV = "OFFBOARD_DEMO_SCIM_TOKEN"
+DEMO_CATALOG = """
+apps:
+  - id: ironclad
+    name: Ironclad (demo)
+    owners: [legal-ops@example.com]
+    connector: scim
+    scim:
+      base_url: {base_url}
+      token_env: {token_env}
+      match: email
+      deprovision: deactivate
+      patch_style: path
+      gone_after_deactivate_ok: true
+      remove_groups: true
+  - id: imanage
+    name: iManage
+    owners: [it-lead@example.com]
+    connector: manual
+    manual:
+      assignees: [it-helpdesk@example.com]
+      escalate_to: [it-lead@example.com]
+      sla_hours: 24
+      instructions: "Disable {{{{ email }}}} in iManage Control Center and remove from all workspaces."
+protected_accounts: [breakglass@example.com]
+service_accounts: ["svc-*", "*-bot@*"]
+"""
+
+
+def persistent_secret(path: Path, make: str) -> str:
+    """A dev-only secret kept in the data dir, so restarts keep the same one."""
+    if path.exists():
+        return path.read_text().strip()
+    path.write_text(make)
+    path.chmod(0o600)
+    return make
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    path = settings.data_dir / "admin-token"
+    url = settings.effective_database_url
+    with Session(get_engine(url)) as session:
+        if path.exists():
+            return path.read_text().strip()
+        token = create_token(session, "admin", "dev-admin", "admin@example.com")
+    path.write_text(token)
+    path.chmod(0o600)
+    return token
+
+
+@dataclass
+class DevStack:
+    settings: Settings
+    demo: bool = False
+    temporal: TemporalDevServer | None = None
+    scim: object | None = None
+    catalog: Catalog | None = None
+    admin_token: str = ""
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def prepare(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(self.settings.effective_database_url)
+        if not self.settings.webhook_secrets:
+            secret = persistent_secret(self.settings.data_dir / "webhook-secret", secrets.token_hex(16))
+            os.environ["OFFBOARD_WEBHOOK_SECRETS"] = secret
+            self.settings = self.settings.model_copy(
+                update={"webhook_secrets": [SecretStr(secret)]}
+            )
+        if self.demo:
+            self.catalog = self._start_demo()
+        else:
+            self.catalog = load_catalog(self.settings.catalog)
+        self.temporal = TemporalDevServer(self.settings.data_dir / "temporal.db", ui=True).start()
+        (self.settings.data_dir / "temporal-address").write_text(self.temporal.address)
+        self.admin_token = ensure_admin_token(self.settings)
+        self.urls = {
+            "api": f"http://{self.settings.host}:{self.settings.port}",
+            "temporal_ui": self.temporal.ui_url or "",
+            "temporal": self.temporal.address,
+        }
+
+    def _start_demo(self) -> Catalog:
+        from devstack.demo_data import DEMO_GROUPS, demo_users
+        from devstack.scim_server import ScimServer
+
+        token = persistent_secret(self.settings.data_dir / "demo-scim-token", secrets.token_hex(16))
+        os.environ[DEMO_TOKEN_ENV] = token
+        server = ScimServer(token=token).start()
+        self.scim = server
+        users = demo_users()
+        server.seed(users, DEMO_GROUPS)
+        with Session(get_engine(self.settings.effective_database_url)) as session:
+            for i, user in enumerate(users):
+                person_id = f"E{1000 + i}"
+                if session.get(Person, person_id) is None:
+                    session.add(
+                        Person(
+                            id=person_id,
+                            email=user.email,
+                            name=f"{user.given_name} {user.family_name}",
+                            manager_email=users[0].email if i else None,
+                            department="Legal" if i % 2 else "Sales",
+                        )
+                    )
+            session.commit()
+        text = DEMO_CATALOG.format(base_url=server.base_url, token_env=DEMO_TOKEN_ENV)
+        return parse_catalog(text, "demo catalog")
+
+    async def serve(self) -> None:
+        assert self.temporal is not None and self.catalog is not None
+        settings = self.settings.model_copy(update={"temporal_address": self.temporal.address})
+        client = await connect_with_retry(settings)
+        registry = ConnectorRegistry(self.catalog)
+        worker = build_worker(client, settings, self.catalog, registry)
+        app = create_app(settings, self.catalog, client)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+        )
+        worker_task = asyncio.create_task(worker.run())
+        try:
+            await server.serve()
+        finally:
+            await worker.shutdown()
+            await asyncio.gather(worker_task, return_exceptions=True)
+            await registry.aclose()
+
+    def stop(self) -> None:
+        if self.temporal is not None:
+            self.temporal.stop()
+        stop = getattr(self.scim, "stop", None)
+        if stop is not None:
+            stop()

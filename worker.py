@@ -1,0 +1,60 @@
+"""Build the worker: every workflow, every activity, with its dependencies injected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import partial
+
+from sqlmodel import Session
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deprovision import DeprovisionActivities
+from activities.notify import NotifyActivities
+from activities.planning import PlanActivities
+from activities.records import RecordActivities
+from config import Catalog, Settings
+from connectors.registry import ConnectorRegistry
+from db.session import get_engine
+from workflows.human_task import HumanTaskWorkflow
+from workflows.offboarding import OffboardingWorkflow
+from workflows.plan import PlanWorkflow
+
+WORKFLOWS = [OffboardingWorkflow, HumanTaskWorkflow, PlanWorkflow]
+
+
+def session_factory(database_url: str) -> Callable[[], Session]:
+    return partial(Session, get_engine(database_url), expire_on_commit=False)
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    catalog: Catalog,
+    registry: ConnectorRegistry,
+    task_queue: str | None = None,
+) -> Worker:
+    sessions = session_factory(settings.effective_database_url)
+    plan = PlanActivities(catalog, registry, sessions)
+    deprovision = DeprovisionActivities(catalog, registry, sessions)
+    records = RecordActivities(sessions)
+    notify = NotifyActivities(settings.public_url)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            plan.plan_offboarding,
+            deprovision.deprovision_scim,
+            records.record_events,
+            records.record_run,
+            records.record_task,
+            notify.notify,
+        ],
+        # Sync activities are DB writes; the pool bounds concurrent connections.
+        activity_executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )

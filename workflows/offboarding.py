@@ -1,0 +1,421 @@
+"""OffboardingWorkflow (id ``offboard-<person id>``): plan, wait until effective, then every app.
+
+SCIM apps are deprovisioned and read back concurrently; manual apps become a HumanTaskWorkflow.
+A step that needs a person (ambiguous match, auth failure, exhausted retries, a manual step that
+could not be completed) ends ``failed`` with an exception task; the run finishes only once that
+is resolved by hand or a retry succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.human_task import HumanTaskWorkflow
+    from workflows.types import (
+        TERMINAL_STEPS,
+        AppPlan,
+        AuditEventIn,
+        HumanTaskInput,
+        JoinRequest,
+        OffboardingInput,
+        Plan,
+        PlanInput,
+        RecordInput,
+        RetryRequest,
+        RunState,
+        RunStatus,
+        ScimStepInput,
+        ScimStepResult,
+        StepState,
+        StepStatus,
+        TaskCompletion,
+    )
+
+_QUICK = timedelta(seconds=30)
+# Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
+# raised non-retryable by the activity and stop at once.
+SCIM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
+)
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.__cause__ if isinstance(exc, ActivityError | ChildWorkflowError) else exc
+    if isinstance(inner, ApplicationError):
+        return inner.message
+    return str(inner or exc)
+
+
+@workflow.defn
+class OffboardingWorkflow:
+    def __init__(self) -> None:
+        self._steps: dict[str, StepState] = {}
+        self._status: RunStatus = "scheduled"
+        self._cancel_reason: str | None = None
+        self._approved = False
+        self._retry: set[str] = set()
+        self._open_exceptions: set[str] = set()
+        self._pending_events: list[AuditEventIn] = []
+        self._version = 0
+
+    # -- run -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: OffboardingInput) -> RunState:
+        self._inp = inp
+        plan: Plan = await workflow.execute_activity(
+            "plan_offboarding",
+            PlanInput(person_id=inp.person_id, email=inp.email, apps=inp.apps),
+            result_type=Plan,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SCIM_RETRY,
+        )
+        for p in plan.apps:
+            status: StepStatus = "skipped" if p.action == "skip" else "pending"
+            self._steps[p.app] = StepState(
+                app=p.app, connector=p.connector, status=status, account=p.account, detail=p.reason
+            )
+        self._event("run", "run.planned", None, {
+            "trigger": inp.trigger,
+            "reason": inp.reason,
+            "apps": [p.model_dump(include={"app", "action", "account", "reason"}) for p in plan.apps],
+        }, actor=inp.actor)
+        await self._sync()
+
+        if not await self._wait_until_effective():
+            return await self._finish_cancelled()
+
+        self._status = "running"
+        self._event("run", "run.started", None, {})
+        await self._sync()
+        tasks = [asyncio.create_task(self._run_app(p)) for p in plan.apps if p.action != "skip"]
+        await workflow.wait_condition(
+            lambda: self._cancel_reason is not None or all(t.done() for t in tasks)
+        )
+        if self._cancel_reason is not None:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return await self._finish_cancelled()
+        await asyncio.gather(*tasks)
+        self._status = self._derive_status()
+        self._event("run", f"run.{self._status}", None, self._summary())
+        await self._sync(completed=True)
+        return self.state()
+
+    async def _wait_until_effective(self) -> bool:
+        """Hold for approval (burst guard) and until effective_at; False when cancelled first."""
+        if self._inp.hold_for_approval:
+            self._event("run", "run.held_for_approval", None, {})
+            await self._sync()
+            await workflow.wait_condition(
+                lambda: self._approved or self._cancel_reason is not None
+            )
+        effective = self._inp.effective_at
+        if effective is not None and effective > workflow.now():
+            self._event("run", "run.waiting", None, {"until": effective.isoformat()})
+            await self._sync()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel_reason is not None, timeout=effective - workflow.now()
+                )
+            except TimeoutError:
+                pass
+        return self._cancel_reason is None
+
+    async def _finish_cancelled(self) -> RunState:
+        for step in self._steps.values():
+            if step.status not in TERMINAL_STEPS:
+                step.status = "cancelled"
+                step.updated_at = workflow.now()
+        self._status = "cancelled"
+        self._event("run", "run.cancelled", None, {"reason": self._cancel_reason})
+        await self._sync(completed=True)
+        return self.state()
+
+    # -- one app ----------------------------------------------------------------------------
+
+    async def _run_app(self, p: AppPlan) -> None:
+        attempt = 1
+        try:
+            while True:
+                if await self._attempt(p, attempt):
+                    return
+                if not await self._exception(p, attempt):
+                    return
+                attempt += 1
+                p = await self._replan(p)
+        except asyncio.CancelledError:
+            self._set(p.app, "cancelled", "run cancelled")
+            raise
+
+    async def _attempt(self, p: AppPlan, attempt: int) -> bool:
+        """One try at an app's step; True when it ended well (verified/done/skipped)."""
+        if p.action == "skip":
+            self._set(p.app, "skipped", p.reason)
+            await self._sync()
+            return True
+        if p.action == "exception":
+            self._set(p.app, "failed", p.reason)
+            self._event(f"{p.app}#{attempt}", "step.failed", p.app, {"error": p.reason})
+            await self._sync()
+            return False
+        if p.connector == "manual":
+            return await self._manual(p, attempt)
+        return await self._scim(p, attempt)
+
+    async def _scim(self, p: AppPlan, attempt: int) -> bool:
+        assert p.account_id is not None
+        step_id = f"{p.app}#{attempt}"
+        self._set(p.app, "running", "deprovisioning")
+        self._event(step_id, "step.started", p.app, {"account": p.account})
+        await self._sync()
+        mode = "delete" if p.deprovision == "delete" else "deactivate"
+        try:
+            result = await self._deprovision(p, step_id, mode)
+            self._set(p.app, "verified", self._verified_detail(result))
+            await self._sync()
+            if p.deprovision == "deactivate_then_delete" and result.state != "gone":
+                await self._delete_later(p, step_id)
+        except ActivityError as exc:
+            error = _cause(exc)
+            self._set(p.app, "failed", error)
+            self._event(step_id, "step.failed", p.app, {"error": error})
+            await self._sync()
+            return False
+        return True
+
+    async def _deprovision(self, p: AppPlan, step_id: str, mode: str) -> ScimStepResult:
+        assert p.account_id is not None
+        return await workflow.execute_activity(
+            "deprovision_scim",
+            ScimStepInput(
+                app=p.app,
+                account_id=p.account_id,
+                account=p.account,
+                person_id=self._inp.person_id,
+                workflow_id=workflow.info().workflow_id,
+                step_id=f"{step_id}:{mode}",
+                mode=mode,  # type: ignore[arg-type]
+            ),
+            result_type=ScimStepResult,
+            start_to_close_timeout=timedelta(seconds=120),
+            retry_policy=SCIM_RETRY,
+        )
+
+    async def _delete_later(self, p: AppPlan, step_id: str) -> None:
+        delete_at = workflow.now() + timedelta(days=p.delete_after_days or 0)
+        self._set(p.app, "verified", f"deactivated; delete due {delete_at.isoformat()}")
+        self._event(step_id, "step.delete_scheduled", p.app, {"at": delete_at.isoformat()})
+        await self._sync()
+        await workflow.sleep(delete_at - workflow.now())
+        result = await self._deprovision(p, step_id, "delete")
+        self._set(p.app, "verified", self._verified_detail(result))
+        await self._sync()
+
+    @staticmethod
+    def _verified_detail(result: ScimStepResult) -> str:
+        groups = f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
+        return f"{result.outcome}, read back {result.state}{groups}"
+
+    async def _manual(self, p: AppPlan, attempt: int) -> bool:
+        assert p.manual is not None
+        completion = await self._human_task(
+            p, "manual_step", attempt, p.manual.assignees, p.manual.instructions,
+            p.manual.sla_hours, p.manual.escalate_to,
+        )
+        if completion.outcome == "could_not_complete":
+            self._set(p.app, "failed", f"could not complete: {completion.note}")
+            await self._sync()
+            return False
+        self._set(p.app, "done", f"{completion.outcome} by {completion.actor}: {completion.note}")
+        await self._sync()
+        return True
+
+    async def _human_task(
+        self,
+        p: AppPlan,
+        kind: str,
+        attempt: int,
+        assignees: list[str],
+        instructions: str,
+        sla_hours: float,
+        escalate_to: list[str],
+    ) -> TaskCompletion:
+        task_id = f"{p.app}-{workflow.uuid4().hex[:12]}"
+        self._set(p.app, "waiting_human" if kind == "manual_step" else "failed",
+                  f"task {task_id}" if kind == "manual_step" else self._steps[p.app].detail)
+        await self._sync()
+        result = await workflow.execute_child_workflow(
+            HumanTaskWorkflow.run,
+            HumanTaskInput(
+                task_id=task_id,
+                kind=kind,  # type: ignore[arg-type]
+                app=p.app,
+                run_id=workflow.info().run_id,
+                parent_workflow_id=workflow.info().workflow_id,
+                person_id=self._inp.person_id,
+                person_email=self._inp.email,
+                assignees=assignees,
+                escalate_to=escalate_to,
+                sla_hours=sla_hours,
+                instructions=instructions,
+            ),
+            id=f"task-{task_id}",
+        )
+        assert result is not None
+        return result
+
+    async def _exception(self, p: AppPlan, attempt: int) -> bool:
+        """Open an exception task; True when an admin asked to retry, False when resolved."""
+        step = self._steps[p.app]
+        instructions = (
+            f"{p.name}: the step for {self._inp.email} failed: {step.detail}. "
+            "Retry the step, or fix it by hand and complete this task with a note."
+        )
+        self._open_exceptions.add(p.app)
+        task = asyncio.create_task(
+            self._human_task(p, "exception", attempt, p.owners, instructions, 24, [])
+        )
+        await workflow.wait_condition(lambda: p.app in self._retry or task.done())
+        self._open_exceptions.discard(p.app)
+        if p.app in self._retry:
+            self._retry.discard(p.app)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return True
+        completion = task.result()
+        if completion.outcome == "could_not_complete":
+            self._set(p.app, "failed", f"unresolved: {completion.note}")
+        else:
+            self._set(p.app, "done", f"resolved by hand by {completion.actor}: {completion.note}")
+        await self._sync()
+        return False
+
+    async def _replan(self, p: AppPlan) -> AppPlan:
+        plan: Plan = await workflow.execute_activity(
+            "plan_offboarding",
+            PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=[p.app]),
+            result_type=Plan,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SCIM_RETRY,
+        )
+        return plan.apps[0]
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _set(self, app: str, status: StepStatus, detail: str) -> None:
+        step = self._steps[app]
+        step.status = status
+        step.detail = detail
+        step.updated_at = workflow.now()
+        if self._status not in ("scheduled", "cancelled"):
+            self._status = self._derive_status()
+
+    def _derive_status(self) -> RunStatus:
+        statuses = {s.status for s in self._steps.values()}
+        if statuses & {"pending", "running"}:
+            return "running"
+        if "waiting_human" in statuses or self._open_exceptions:
+            return "waiting_human"
+        if "failed" in statuses:
+            return "failed"
+        return "completed"
+
+    def _summary(self) -> dict[str, Any]:
+        return {s.app: s.status for s in self._steps.values()}
+
+    def _event(
+        self,
+        step_id: str,
+        kind: str,
+        app: str | None,
+        detail: dict[str, Any],
+        actor: str = "offboard",
+    ) -> None:
+        self._pending_events.append(
+            AuditEventIn(
+                person_id=self._inp.person_id,
+                workflow_id=workflow.info().workflow_id,
+                step_id=f"{workflow.info().run_id}:{step_id}",
+                kind=kind,
+                at=workflow.now().isoformat(),
+                actor=actor,
+                app=app,
+                detail=detail,
+            )
+        )
+
+    async def _sync(self, completed: bool = False) -> None:
+        """Mirror state to the DB for the API and flush pending audit events, in one write."""
+        self._version += 1
+        events, self._pending_events = self._pending_events, []
+        await workflow.execute_activity(
+            "record_run",
+            RecordInput(
+                run_id=workflow.info().run_id,
+                workflow_id=workflow.info().workflow_id,
+                person_id=self._inp.person_id,
+                email=self._inp.email,
+                run_status=self._status,
+                steps=[s.model_copy() for s in self._steps.values()],
+                events=events,
+                completed_at=workflow.now() if completed else None,
+                version=self._version,
+            ),
+            start_to_close_timeout=_QUICK,
+        )
+
+    # -- messages ------------------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> RunState:
+        return RunState(
+            run_id=workflow.info().run_id,
+            person_id=self._inp.person_id,
+            status=self._status,
+            steps=list(self._steps.values()),
+        )
+
+    @workflow.signal
+    async def join(self, request: JoinRequest) -> None:
+        key = request.event_id or f"{request.source}-{workflow.uuid4().hex[:8]}"
+        self._event(f"join:{key}", "run.joined", None, request.model_dump())
+
+    @workflow.signal
+    def cancel(self, reason: str) -> None:
+        if self._cancel_reason is None:
+            self._cancel_reason = reason or "cancelled"
+
+    @workflow.signal
+    def approve(self, actor: str) -> None:
+        self._approved = True
+
+    @workflow.update
+    async def retry_step(self, request: RetryRequest) -> str:
+        self._event(
+            f"{request.app}:retry:{workflow.uuid4().hex[:8]}",
+            "step.retry_requested",
+            request.app,
+            {},
+            actor=request.actor,
+        )
+        self._retry.add(request.app)
+        return "retrying"
+
+    @retry_step.validator
+    def _validate_retry(self, request: RetryRequest) -> None:
+        if request.app not in self._steps:
+            raise ValueError(f"app {request.app!r} is not part of this run")
+        if request.app not in self._open_exceptions:
+            raise ValueError(f"step {request.app!r} is not failed; nothing to retry")

@@ -1,0 +1,24 @@
+"""PlanWorkflow: the dry run. It computes what an offboarding would do and changes nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.offboarding import SCIM_RETRY
+    from workflows.types import Plan, PlanInput
+
+
+@workflow.defn
+class PlanWorkflow:
+    @workflow.run
+    async def run(self, inp: PlanInput) -> Plan:
+        return await workflow.execute_activity(
+            "plan_offboarding",
+            inp,
+            result_type=Plan,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SCIM_RETRY,
+        )
