@@ -1,4 +1,38 @@
-"""FINDINGS_PLACEHOLDER"""
+r"""An in-process SCIM 2.0 server (scim2-server's WSGI app) for the demo, tests and benches.
+
+What scim2-server 0.8.3 (default schemas and ServiceProviderConfig) actually does,
+checked by running it through this module:
+
+- Auth: missing or wrong bearer token -> 401 with `WWW-Authenticate: Bearer realm="SCIM"`;
+  /ServiceProviderConfig answers without a token.
+- Config: patch, bulk (1000 ops, 1 MiB), filter (maxResults 1000), sort, etag all
+  supported; no pagination block, so `count` defaults to and is capped at 1000, and
+  startIndex < 1 is read as 1.
+- PATCH `{"op":"replace","path":"active","value":false}` works, and so do the pathless
+  `{"op":"replace","value":{"active":false}}` and Entra's `"op":"Replace"` with
+  `"value":"False"`. The answer is 204 with an ETag and no body, unless the query has
+  `attributes`/`excludedAttributes` (then 200 with the resource). A no-op PATCH is 204
+  and keeps the version.
+- Requests with a body need `Content-Type: application/scim+json` or `application/json`;
+  without the header wsgiref reports text/plain and the server answers 415.
+- ETags are `W/"<n>"` (also meta.version). If-Match on PUT, PATCH and DELETE: stale ->
+  412; weak comparison, so `"n"` matches `W/"n"`.
+- Filters: `userName eq` and `emails.value eq` are case-insensitive, `externalId eq` is
+  case-sensitive; `emails[type eq "work"].value eq "x"` and
+  `emails[type eq "work" and value eq "x"]` work; `co`, `sw`, `and`, `or`, `not (...)`
+  work; single quotes or bad syntax -> 400 scimType invalidFilter.
+- Escaping: `\"` and `\\` inside a filter string work. The demo's
+  `mallory" or emails.value co "@example.com` escaped finds exactly her; unescaped it
+  matches every user.
+- Groups: `members.value eq "<id>"` and `members[value eq "<id>"]` work (ids compare
+  case-sensitively). Removing with `{"op":"remove","path":"members[value eq \"<id>\"]"}`
+  -> 204 (also 204 when not a member). Removing with
+  `{"op":"remove","path":"members","value":[{"value":"<id>"}]}` -> 400 invalidValue:
+  not supported. Removing the last member drops the `members` key entirely.
+- DELETE -> 204; then GET -> 404, DELETE again -> 404. Deleted users stay listed in
+  their groups' members, and User.groups is never filled.
+- A user POSTed without `active` has no `active` attribute at all (not true).
+"""
 
 from __future__ import annotations
 
@@ -83,7 +117,11 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ScimServer:
-    """scim2-server's WSGI app on a background thread, with helpers to seed and inspect it."""
+    """scim2-server's WSGI app on a background thread, with helpers to seed and inspect it.
+
+    Clients (the connector under test, `client`) go through `middleware`; seed() and
+    the inspection helpers do not, so they always see the server's real state.
+    """
 
     def __init__(
         self,
@@ -122,6 +160,7 @@ class ScimServer:
         self._server: _ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
+        self._direct: httpx.Client | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -151,9 +190,10 @@ class ScimServer:
 
     def stop(self) -> None:
         with self._lock:
-            server, thread, client = self._server, self._thread, self._client
-            self._server = self._thread = self._client = None
-        if client is not None:
+            server, thread = self._server, self._thread
+            clients = [c for c in (self._client, self._direct) if c is not None]
+            self._server = self._thread = self._client = self._direct = None
+        for client in clients:
             client.close()
         if server is not None:
             server.shutdown()
@@ -172,20 +212,37 @@ class ScimServer:
     ) -> None:
         self.stop()
 
-    # -- HTTP helpers ----------------------------------------------------------------
+    # -- HTTP clients ----------------------------------------------------------------
 
     @property
     def client(self) -> httpx.Client:
-        """One pooled client for the helpers; wsgiref closes each connection anyway."""
+        """An authenticated client for base_url: real sockets, through the middleware."""
         with self._lock:
             if self._server is None:
                 raise RuntimeError("ScimServer is not started")
             if self._client is None:
-                headers = {"Accept": SCIM_JSON}
-                if self.token is not None:
-                    headers["Authorization"] = f"Bearer {self.token}"
-                self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+                self._client = self._make_client(None)
             return self._client
+
+    @property
+    def _oracle(self) -> httpx.Client:
+        # The inspection helpers are the tests' ground truth, so they call the SCIM
+        # app directly: quirks can neither distort their answers (lying pagination,
+        # gone users, injected faults) nor see them in the request log.
+        with self._lock:
+            if self._server is None:
+                raise RuntimeError("ScimServer is not started")
+            if self._direct is None:
+                self._direct = self._make_client(httpx.WSGITransport(app=self.scim_app))
+            return self._direct
+
+    def _make_client(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        headers = {"Accept": SCIM_JSON}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=30, transport=transport
+        )
 
     # -- seeding ---------------------------------------------------------------------
 
@@ -200,7 +257,7 @@ class ScimServer:
 
         By default the bodies go through the same two calls the POST handler makes
         (validate as a creation request, store), skipping only sockets, WSGI and the
-        response: ~6x faster than HTTP, bypasses any middleware (so quirks neither
+        response: ~5x faster than HTTP, bypasses any middleware (so quirks neither
         break nor record seeding), and yields the same resources a POST would.
         `over_http=True` POSTs them instead, through the middleware.
         """
@@ -242,8 +299,10 @@ class ScimServer:
 
     # -- inspection ------------------------------------------------------------------
 
+    # Read the SCIM app's true state (see _oracle), never the quirky view.
+
     def get_user(self, user_id: str) -> dict[str, Any] | None:
-        response = self.client.get(f"/Users/{user_id}")
+        response = self._oracle.get(f"/Users/{user_id}")
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -255,13 +314,14 @@ class ScimServer:
         return found[0] if found else None
 
     def groups_of(self, user_id: str) -> list[str]:
+        """Sorted displayNames of the groups listing user_id as a member."""
         # Reads members rather than filtering so it stays an independent check
         # of what a connector's filtered query claims.
-        return [
+        return sorted(
             group["displayName"]
             for group in self._search("/Groups", None)
             if any(member.get("value") == user_id for member in group.get("members", []))
-        ]
+        )
 
     def _search(self, path: str, scim_filter: str | None) -> list[dict[str, Any]]:
         resources: list[dict[str, Any]] = []
@@ -270,7 +330,7 @@ class ScimServer:
             params: dict[str, str | int] = {"startIndex": start, "count": _PAGE_SIZE}
             if scim_filter is not None:
                 params["filter"] = scim_filter
-            response = self.client.get(path, params=params)
+            response = self._oracle.get(path, params=params)
             response.raise_for_status()
             page = response.json()
             batch: list[dict[str, Any]] = page.get("Resources", [])

@@ -1,0 +1,274 @@
+"""Real servers for every test: Temporal dev server, scim2-server, SQLite app DB, uvicorn API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlmodel import Session
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from api.app import create_app
+from api.signature import sign
+from api.tokens import create_token
+from config import Catalog, Settings, parse_catalog
+from connectors.registry import ConnectorRegistry
+from db.migrate import upgrade
+from db.session import get_engine
+from devstack.demo_data import DEMO_GROUPS, demo_users
+from devstack.ports import free_port
+from devstack.scim_server import ScimServer, SeedUser
+from devstack.temporal_server import TemporalDevServer
+from temporal_client import connect_with_retry
+from tests.scim_quirks import Quirks
+from worker import build_worker
+
+SCIM_TOKEN = "scim-test-token-5f1d2c"
+WEBHOOK_SECRET = "whsec-test-8a7b6c"
+TOKEN_ENV = "TEST_SCIM_TOKEN"
+
+CATALOG = """
+apps:
+  - id: ironclad
+    name: Ironclad
+    owners: [legal-ops@example.com]
+    connector: scim
+    scim:
+      base_url: {base_url}
+      token_env: TEST_SCIM_TOKEN
+      match: email
+      deprovision: deactivate
+      gone_after_deactivate_ok: true
+  - id: imanage
+    name: iManage Work
+    owners: [it-lead@example.com]
+    connector: manual
+    manual:
+      assignees: [it-helpdesk@example.com]
+      escalate_to: [it-lead@example.com]
+      sla_hours: 24
+      instructions: "Disable {{{{ email }}}} in iManage Control Center."
+protected_accounts: [breakglass@example.com]
+"""
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer(tmp_path_factory.mktemp("temporal") / "temporal.db")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_server: TemporalDevServer) -> Client:
+    return await connect_with_retry(Settings(temporal_address=temporal_server.address))
+
+
+@dataclass
+class ScimApp:
+    server: ScimServer
+    quirks: Quirks
+    ids: dict[str, str]
+    users: list[SeedUser]
+
+    def user_by_email(self, email: str) -> dict[str, Any]:
+        found = self.server.find_user(email)
+        assert found is not None, email
+        return found
+
+
+@pytest.fixture
+def scim_app() -> Iterator[ScimApp]:
+    quirks = Quirks()
+    users = demo_users(20)
+    with ScimServer(token=SCIM_TOKEN, middleware=quirks.wrap) as server:
+        ids = server.seed(users, DEMO_GROUPS)
+        yield ScimApp(server=server, quirks=quirks, ids=ids, users=users)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    catalog: Catalog
+    client: Client
+    http: httpx.AsyncClient
+    admin_token: str
+    scim: ScimApp | None
+    registry: ConnectorRegistry
+    worker: Worker | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def db_url(self) -> str:
+        return self.settings.effective_database_url
+
+    def session(self) -> Session:
+        return Session(get_engine(self.db_url), expire_on_commit=False)
+
+    def token(self, role: str, email: str | None = None) -> str:
+        with self.session() as session:
+            return create_token(session, role, f"{role}-{uuid.uuid4().hex[:6]}", email)  # type: ignore[arg-type]
+
+    async def start_worker(self) -> None:
+        self.worker = build_worker(self.client, self.settings, self.catalog, self.registry)
+        self._tasks.append(asyncio.create_task(self.worker.run()))
+
+    async def stop_worker(self) -> None:
+        assert self.worker is not None
+        await self.worker.shutdown()
+        self.worker = None
+
+    async def webhook(
+        self,
+        event: dict[str, Any] | bytes,
+        *,
+        secret: str = WEBHOOK_SECRET,
+        timestamp: int | None = None,
+        header: str | None = None,
+    ) -> httpx.Response:
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        signature = header if header is not None else sign(secret, body, timestamp)
+        return await self.http.post(
+            "/api/v1/webhooks/hr",
+            content=body,
+            headers={"X-Offboard-Signature": signature, "Content-Type": "application/json"},
+        )
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/v1/offboardings/{run_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def wait_run(
+        self,
+        run_id: str,
+        ready: Callable[[dict[str, Any]], bool],
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        """Poll the public API until ``ready(run)``; fail with the last state seen."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        run: dict[str, Any] = {}
+        while loop.time() < deadline:
+            run = await self.run(run_id)
+            if ready(run):
+                return run
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"run never got ready: {json.dumps(run, default=str, indent=1)}")
+
+    async def tasks(self, **params: str) -> list[dict[str, Any]]:
+        response = await self.http.get("/api/v1/tasks", params=params)
+        assert response.status_code == 200, response.text
+        tasks: list[dict[str, Any]] = response.json()
+        return tasks
+
+    async def audit(self, person_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/v1/people/{person_id}/audit")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def steps(run: dict[str, Any]) -> dict[str, str]:
+    return {a["app"]: a["status"] for a in run["apps"]}
+
+
+def terminated(person: SeedUser, index: int, event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": event_id or f"evt-{uuid.uuid4().hex}",
+        "type": "employee.terminated",
+        "employee": {
+            "id": f"E{1000 + index}",
+            "email": person.email,
+            "name": f"{person.given_name} {person.family_name}",
+            "manager_email": "alice.adams@example.com",
+            "department": "Legal",
+        },
+        "reason": "resigned",
+    }
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+async def make_stack(
+    temporal_client: Client, temporal_server: TemporalDevServer, tmp_path: Path
+) -> AsyncIterator[StackFactory]:
+    """Build a running offboard (API on a real port + worker) over a fresh DB and task queue."""
+    stacks: list[tuple[Stack, uvicorn.Server, asyncio.Task[Any]]] = []
+
+    async def build(
+        scim: ScimApp | None = None,
+        catalog_text: str | None = None,
+        worker: bool = True,
+        **overrides: Any,
+    ) -> Stack:
+        base_url = scim.server.base_url if scim else "http://127.0.0.1:9/v2"
+        catalog = parse_catalog((catalog_text or CATALOG).format(base_url=base_url))
+        settings = Settings(
+            data_dir=tmp_path,
+            temporal_address=temporal_server.address,
+            task_queue=f"tq-{uuid.uuid4().hex}",
+            webhook_secrets=[SecretStr(WEBHOOK_SECRET)],
+            port=free_port(),
+            burst_threshold=0,
+            **overrides,
+        )
+        upgrade(settings.effective_database_url)
+        with Session(get_engine(settings.effective_database_url)) as session:
+            admin = create_token(session, "admin", "test-admin", "admin@example.com")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, catalog, temporal_client),
+                host="127.0.0.1",
+                port=settings.port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        serve = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.port}",
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=30,
+        )
+        registry = ConnectorRegistry(catalog, env={TOKEN_ENV: SCIM_TOKEN})
+        stack = Stack(settings, catalog, temporal_client, http, admin, scim, registry)
+        if worker:
+            await stack.start_worker()
+        stacks.append((stack, server, serve))
+        return stack
+
+    yield build
+    for stack, server, serve in stacks:
+        # Workflow ids are per person; end this test's runs so the next test starts fresh ones.
+        query = f'TaskQueue = "{stack.settings.task_queue}" AND ExecutionStatus = "Running"'
+        async for execution in temporal_client.list_workflows(query):
+            await temporal_client.get_workflow_handle(execution.id).terminate("test over")
+        if stack.worker is not None:
+            await stack.stop_worker()
+        await asyncio.gather(*stack._tasks, return_exceptions=True)
+        await stack.registry.aclose()
+        await stack.http.aclose()
+        server.should_exit = True
+        await serve
+
+
+@pytest.fixture
+async def stack(make_stack: StackFactory, scim_app: ScimApp) -> Stack:
+    return await make_stack(scim_app)
