@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str | None = None
     smtp_url: SecretStr | None = None
     smtp_from: str = "offboard@localhost"
     slack_webhook_url: SecretStr | None = None
@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

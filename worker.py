@@ -40,7 +40,7 @@ def build_worker(
     plan = PlanActivities(catalog, registry, sessions)
     deprovision = DeprovisionActivities(catalog, registry, sessions)
     records = RecordActivities(sessions)
-    notify = NotifyActivities(settings.public_url)
+    notify = NotifyActivities(settings.effective_public_url)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,

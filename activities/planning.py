@@ -79,7 +79,10 @@ class PlanActivities:
             if exc.retryable:
                 raise to_application_error(app.id, exc) from exc
             return base.model_copy(update={"action": "exception", "reason": exc.message})
-        scim = {"deprovision": app.scim.deprovision, "delete_after_days": app.scim.delete_after_days}
+        scim = {
+            "deprovision": app.scim.deprovision,
+            "delete_after_days": app.scim.delete_after_days,
+        }
         if not accounts:
             reason = f"no account with {app.scim.match} = {value}"
             return base.model_copy(update={"reason": reason, **scim})

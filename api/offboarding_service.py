@@ -38,8 +38,9 @@ def resolve_person(session: Session, email: str | None, employee_id: str | None)
     if len(matches) > 1:
         ids = ", ".join(p.id for p in matches)
         raise ApiError(
-            409, "ambiguous_person", f"{len(matches)} people have email {email}: {ids}; "
-            "offboard by employee_id"
+            409,
+            "ambiguous_person",
+            f"{len(matches)} people have email {email}: {ids}; offboard by employee_id",
         )
     if matches:
         return matches[0]

@@ -1,4 +1,7 @@
-"""HR webhook signatures: ``X-Offboard-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>``."""
+"""HR webhook signatures.
+
+``X-Offboard-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``.
+"""
 
 from __future__ import annotations
 

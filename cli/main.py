@@ -139,7 +139,7 @@ def token_create(
         raise typer.Exit(2)
     settings = _settings()
     with _session(settings) as session:
-        typer.echo(create_token(session, role, name, email))  # type: ignore[arg-type]
+        typer.echo(create_token(session, role, name, email))
 
 
 @audit_app.command("show")
@@ -163,7 +163,11 @@ def audit_show(
         table = Table("seq", "at", "kind", "app", "actor", "detail")
         for e in events:
             table.add_row(
-                str(e["seq"]), e["at"], e["kind"], e["app"] or "", e["actor"],
+                str(e["seq"]),
+                e["at"],
+                e["kind"],
+                e["app"] or "",
+                e["actor"],
                 json.dumps(e["detail"])[:80],
             )
         Console().print(table)
@@ -182,9 +186,7 @@ def audit_verify(person: Annotated[str | None, typer.Argument()] = None) -> None
                 typer.echo(f"ok    {person_id}: {len(events)} events, chain intact")
             else:
                 bad += 1
-                typer.echo(
-                    f"BAD   {person_id}: event seq {check.first_bad_seq}: {check.reason}"
-                )
+                typer.echo(f"BAD   {person_id}: event seq {check.first_bad_seq}: {check.reason}")
     if bad or (person and not people):
         raise typer.Exit(1)
 

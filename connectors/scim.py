@@ -83,9 +83,7 @@ class RateGate:
 
 
 def _account(resource: dict[str, Any]) -> Account:
-    emails = [
-        str(e.get("value")) for e in resource.get("emails") or [] if isinstance(e, dict)
-    ]
+    emails = [str(e.get("value")) for e in resource.get("emails") or [] if isinstance(e, dict)]
     meta = resource.get("meta") or {}
     return Account(
         id=str(resource["id"]),
@@ -145,7 +143,9 @@ class ScimConnector:
                 )
             except httpx.TimeoutException as exc:
                 raise ConnectorError(
-                    "transient", f"{method} {path}: timed out ({type(exc).__name__})", retryable=True
+                    "transient",
+                    f"{method} {path}: timed out ({type(exc).__name__})",
+                    retryable=True,
                 ) from exc
             except httpx.TransportError as exc:
                 raise ConnectorError(
@@ -249,8 +249,7 @@ class ScimConnector:
     async def find(self, value: str) -> list[Account]:
         """Accounts matching ``value`` exactly; re-checked here so a lax server cannot widen it."""
         accounts = [
-            _account(r)
-            async for r in self._paged("/Users", {"filter": self._filter(value)})
+            _account(r) async for r in self._paged("/Users", {"filter": self._filter(value)})
         ]
         return [a for a in accounts if self._matches(a, value)]
 
@@ -275,9 +274,7 @@ class ScimConnector:
             change(resource)
             resource.pop("meta", None)
             headers = {"If-Match": version} if version else {}
-            put = await self._request(
-                "PUT", path, body=resource, headers=headers, allow=(404, 412)
-            )
+            put = await self._request("PUT", path, body=resource, headers=headers, allow=(404, 412))
             if put.status_code == 404:
                 return "gone"
             if put.status_code != 412:

@@ -46,7 +46,8 @@ apps:
       assignees: [it-helpdesk@example.com]
       escalate_to: [it-lead@example.com]
       sla_hours: 24
-      instructions: "Disable {{{{ email }}}} in iManage Control Center and remove from all workspaces."
+      instructions: >-
+        Disable {{{{ email }}}} in iManage Control Center and remove from all workspaces.
 protected_accounts: [breakglass@example.com]
 service_accounts: ["svc-*", "*-bot@*"]
 """
@@ -87,7 +88,9 @@ class DevStack:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(self.settings.effective_database_url)
         if not self.settings.webhook_secrets:
-            secret = persistent_secret(self.settings.data_dir / "webhook-secret", secrets.token_hex(16))
+            secret = persistent_secret(
+                self.settings.data_dir / "webhook-secret", secrets.token_hex(16)
+            )
             os.environ["OFFBOARD_WEBHOOK_SECRETS"] = secret
             self.settings = self.settings.model_copy(
                 update={"webhook_secrets": [SecretStr(secret)]}

@@ -240,7 +240,7 @@ async def make_stack(
             )
         )
         serve = asyncio.create_task(server.serve())
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
             await asyncio.sleep(0.02)
         http = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{settings.port}",

@@ -60,8 +60,14 @@ async def test_webhook_to_verified_scim_and_completed_manual_task(
     kinds = [e["kind"] for e in trail["events"]]
     assert trail["chain_valid"] is True
     assert kinds[0] == "run.planned" and kinds[-1] == "run.completed"
-    for expected in ("step.started", "scim.deactivated", "scim.groups_removed", "step.verified",
-                     "task.created", "task.completed"):
+    for expected in (
+        "step.started",
+        "scim.deactivated",
+        "scim.groups_removed",
+        "step.verified",
+        "task.created",
+        "task.completed",
+    ):
         assert expected in kinds
     assert kinds.index("scim.deactivated") < kinds.index("step.verified")
     assert [e["seq"] for e in trail["events"]] == list(range(1, len(kinds) + 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -87,7 +88,7 @@ class HumanTaskWorkflow:
         await self._record("cancelled", due, "task.cancelled", {})
         await self._notify("cancelled", self._task.assignees, due)
 
-    def _event(self, kind: str, detail: dict[str, object], actor: str = "offboard") -> AuditEventIn:
+    def _event(self, kind: str, detail: dict[str, Any], actor: str = "offboard") -> AuditEventIn:
         self._seq += 1
         return AuditEventIn(
             person_id=self._task.person_id,
@@ -105,13 +106,13 @@ class HumanTaskWorkflow:
         status: str,
         due: datetime,
         kind: str,
-        detail: dict[str, object],
+        detail: dict[str, Any],
         completion: TaskCompletion | None = None,
     ) -> None:
         actor = completion.actor if completion else "offboard"
         record = TaskRecord(
             task=self._task,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             due_at=due,
             completion=completion,
             event=self._event(kind, detail, actor),
@@ -121,7 +122,7 @@ class HumanTaskWorkflow:
     async def _notify(self, kind: str, recipients: list[str], due: datetime) -> None:
         message = NotifyInput(
             task_id=self._task.task_id,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             recipients=recipients,
             app=self._task.app,
             person_email=self._task.person_email,
@@ -136,9 +137,7 @@ class HumanTaskWorkflow:
         except ActivityError as exc:
             event.kind = f"notify.{kind}.failed"
             event.detail["error"] = str(exc.cause or exc)
-        await workflow.execute_activity(
-            "record_events", [event], start_to_close_timeout=_QUICK
-        )
+        await workflow.execute_activity("record_events", [event], start_to_close_timeout=_QUICK)
 
     @workflow.update
     async def complete(self, completion: TaskCompletion) -> str:

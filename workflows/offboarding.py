@@ -85,11 +85,19 @@ class OffboardingWorkflow:
             self._steps[p.app] = StepState(
                 app=p.app, connector=p.connector, status=status, account=p.account, detail=p.reason
             )
-        self._event("run", "run.planned", None, {
-            "trigger": inp.trigger,
-            "reason": inp.reason,
-            "apps": [p.model_dump(include={"app", "action", "account", "reason"}) for p in plan.apps],
-        }, actor=inp.actor)
+        self._event(
+            "run",
+            "run.planned",
+            None,
+            {
+                "trigger": inp.trigger,
+                "reason": inp.reason,
+                "apps": [
+                    p.model_dump(include={"app", "action", "account", "reason"}) for p in plan.apps
+                ],
+            },
+            actor=inp.actor,
+        )
         await self._sync()
 
         if not await self._wait_until_effective():
@@ -118,9 +126,7 @@ class OffboardingWorkflow:
         if self._inp.hold_for_approval:
             self._event("run", "run.held_for_approval", None, {})
             await self._sync()
-            await workflow.wait_condition(
-                lambda: self._approved or self._cancel_reason is not None
-            )
+            await workflow.wait_condition(lambda: self._approved or self._cancel_reason is not None)
         effective = self._inp.effective_at
         if effective is not None and effective > workflow.now():
             self._event("run", "run.waiting", None, {"until": effective.isoformat()})
@@ -197,7 +203,7 @@ class OffboardingWorkflow:
 
     async def _deprovision(self, p: AppPlan, step_id: str, mode: str) -> ScimStepResult:
         assert p.account_id is not None
-        return await workflow.execute_activity(
+        result: ScimStepResult = await workflow.execute_activity(
             "deprovision_scim",
             ScimStepInput(
                 app=p.app,
@@ -206,12 +212,13 @@ class OffboardingWorkflow:
                 person_id=self._inp.person_id,
                 workflow_id=workflow.info().workflow_id,
                 step_id=f"{step_id}:{mode}",
-                mode=mode,  # type: ignore[arg-type]
+                mode=mode,
             ),
             result_type=ScimStepResult,
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=SCIM_RETRY,
         )
+        return result
 
     async def _delete_later(self, p: AppPlan, step_id: str) -> None:
         delete_at = workflow.now() + timedelta(days=p.delete_after_days or 0)
@@ -225,14 +232,21 @@ class OffboardingWorkflow:
 
     @staticmethod
     def _verified_detail(result: ScimStepResult) -> str:
-        groups = f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
+        groups = (
+            f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
+        )
         return f"{result.outcome}, read back {result.state}{groups}"
 
     async def _manual(self, p: AppPlan, attempt: int) -> bool:
         assert p.manual is not None
         completion = await self._human_task(
-            p, "manual_step", attempt, p.manual.assignees, p.manual.instructions,
-            p.manual.sla_hours, p.manual.escalate_to,
+            p,
+            "manual_step",
+            attempt,
+            p.manual.assignees,
+            p.manual.instructions,
+            p.manual.sla_hours,
+            p.manual.escalate_to,
         )
         if completion.outcome == "could_not_complete":
             self._set(p.app, "failed", f"could not complete: {completion.note}")
@@ -253,14 +267,17 @@ class OffboardingWorkflow:
         escalate_to: list[str],
     ) -> TaskCompletion:
         task_id = f"{p.app}-{workflow.uuid4().hex[:12]}"
-        self._set(p.app, "waiting_human" if kind == "manual_step" else "failed",
-                  f"task {task_id}" if kind == "manual_step" else self._steps[p.app].detail)
+        self._set(
+            p.app,
+            "waiting_human" if kind == "manual_step" else "failed",
+            f"task {task_id}" if kind == "manual_step" else self._steps[p.app].detail,
+        )
         await self._sync()
         result = await workflow.execute_child_workflow(
             HumanTaskWorkflow.run,
             HumanTaskInput(
                 task_id=task_id,
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 app=p.app,
                 run_id=workflow.info().run_id,
                 parent_workflow_id=workflow.info().workflow_id,

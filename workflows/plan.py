@@ -15,10 +15,11 @@ with workflow.unsafe.imports_passed_through():
 class PlanWorkflow:
     @workflow.run
     async def run(self, inp: PlanInput) -> Plan:
-        return await workflow.execute_activity(
+        plan: Plan = await workflow.execute_activity(
             "plan_offboarding",
             inp,
             result_type=Plan,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SCIM_RETRY,
         )
+        return plan

@@ -116,6 +116,8 @@ async def hr_webhook(
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise ApiError(409, "duplicate_event", f"event {event.event_id} is being processed") from None
+        raise ApiError(
+            409, "duplicate_event", f"event {event.event_id} is being processed"
+        ) from None
     log.info("webhook.accepted", event_id=event.event_id, type=event.type, run_id=run_id)
     return JSONResponse({"run_id": run_id, "event_id": event.event_id}, 202)
