@@ -83,6 +83,7 @@ class ScimSettings(_Strict):
     remove_groups: bool = True
     group_member_removal: Literal["filter_path", "value_array"] = "filter_path"
     rate_limit_per_minute: int | None = None
+    pagination: Literal["standard", "defensive"] = "standard"
     max_concurrent_requests: int = 8
     timeout_seconds: float = 10.0
 

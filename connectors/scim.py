@@ -198,37 +198,43 @@ class ScimConnector:
         return data
 
     async def _paged(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Every resource of a list, even when the server lies about totals or page sizes.
+        """Every resource of a list, even when the server lies about page sizes.
 
         Advance by what was received, stop on a page with nothing new, and never exceed
-        MAX_PAGES, so a looping server cannot hang a run.
+        MAX_PAGES, so a looping server cannot hang a run. ``pagination: standard`` also trusts
+        ``totalResults`` to stop early (one request per lookup); ``defensive`` ignores it, for
+        servers whose totals lie.
         """
         seen: set[str] = set()
         start = 1
-        retried_empty = False
+        asked_again = False
         for _ in range(MAX_PAGES):
             response = await self._request(
                 "GET", path, params={**params, "startIndex": start, "count": PAGE_SIZE}
             )
             page = await self._json(response, f"GET {path}")
             resources = page.get("Resources") or []
-            total = page.get("totalResults")
-            fresh = [r for r in resources if str(r.get("id")) not in seen]
             if not resources:
-                # Some servers return an empty page before the end; look one page further once.
-                if not retried_empty and isinstance(total, int) and len(seen) < total:
-                    retried_empty = True
-                    start += PAGE_SIZE
-                    continue
-                return
+                # Some servers answer an empty page before the end; ask the same page once more.
+                if asked_again:
+                    return
+                asked_again = True
+                continue
+            asked_again = False
+            fresh = [r for r in resources if str(r.get("id")) not in seen]
             if not fresh:
                 return
-            retried_empty = False
             for resource in fresh:
                 seen.add(str(resource.get("id")))
                 yield resource
             start += len(resources)
-        return
+            total = page.get("totalResults")
+            if (
+                self.settings.pagination == "standard"
+                and isinstance(total, int)
+                and len(seen) >= total
+            ):
+                return
 
     # -- users -----------------------------------------------------------------------------
 
