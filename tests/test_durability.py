@@ -154,3 +154,40 @@ async def test_worker_restarted_while_waiting_on_human_task_run_completes_once(
     trail = await stack.audit("E1006")
     assert_trail_once(trail)
     assert [e["kind"] for e in trail["events"]].count("task.completed") == 1
+
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from db.models import OffboardingRun  # noqa: E402
+
+
+def watch_run_row(stack: Stack, run_id: str, stop: threading.Event, seen: list[Any]) -> None:
+    while not stop.is_set():
+        with stack.session() as session:
+            row = session.get(OffboardingRun, run_id)
+            if row is not None:
+                obs = (row.status, row.completed_at is not None)
+                if not seen or seen[-1] != obs:
+                    seen.append(obs)
+                if row.completed_at is not None:
+                    return
+        time.sleep(0.0005)
+
+
+@pytest.mark.parametrize("n", range(6))
+async def test_probe(stack: Stack, n: int) -> None:
+    assert stack.scim is not None
+    u = stack.scim.users[7]
+    response = await stack.webhook(terminated(u, 7))
+    run_id = response.json()["run_id"]
+    await stack.wait_run(run_id, lambda r: steps(r) == {"ironclad": "verified", "imanage": "waiting_human"})
+    stop = threading.Event()
+    seen: list[Any] = []
+    th = threading.Thread(target=watch_run_row, args=(stack, run_id, stop, seen))
+    th.start()
+    await complete_imanage(stack, run_id)
+    await stack.wait_run(run_id, lambda r: r["completed_at"] is not None)
+    stop.set()
+    th.join()
+    print("SEEN", seen)

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 RECORD = "record_task"
-NOTIFY = "notify"
+NOTIFY_CHANNELS = ("email", "chat")
 _QUICK = timedelta(seconds=30)
 # A notification that keeps failing is audited and given up; it never fails the task.
 _NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
@@ -129,15 +129,22 @@ class HumanTaskWorkflow:
             instructions=self._task.instructions,
             due_at=due,
         )
-        event = self._event(f"notify.{kind}", {"recipients": recipients})
-        try:
-            await workflow.execute_activity(
-                NOTIFY, message, start_to_close_timeout=_QUICK, retry_policy=_NOTIFY_RETRY
-            )
-        except ActivityError as exc:
-            event.kind = f"notify.{kind}.failed"
-            event.detail["error"] = str(exc.cause or exc)
-        await workflow.execute_activity("record_events", [event], start_to_close_timeout=_QUICK)
+        events = []
+        for channel in NOTIFY_CHANNELS:
+            event = self._event(f"notify.{kind}", {"recipients": recipients, "channel": channel})
+            try:
+                outcome = await workflow.execute_activity(
+                    f"notify_{channel}",
+                    message,
+                    start_to_close_timeout=_QUICK,
+                    retry_policy=_NOTIFY_RETRY,
+                )
+                event.detail["outcome"] = outcome
+            except ActivityError as exc:
+                event.kind = f"notify.{kind}.failed"
+                event.detail["error"] = str(exc.cause or exc)
+            events.append(event)
+        await workflow.execute_activity("record_events", events, start_to_close_timeout=_QUICK)
 
     @workflow.update
     async def complete(self, completion: TaskCompletion) -> str:

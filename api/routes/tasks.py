@@ -6,21 +6,21 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlmodel import col, select
-from temporalio.client import WorkflowUpdateFailedError
+from sqlmodel import Session, col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
 
 from api.deps import CatalogDep, Principal, PrincipalDep, SessionDep, TemporalDep
 from api.errors import ApiError
 from config import Catalog
 from db.models import HumanTask
 from workflows.human_task import HumanTaskWorkflow
-from workflows.types import TaskCompletion
+from workflows.types import Outcome, TaskCompletion
 
 router = APIRouter(tags=["tasks"])
 
 
 class TaskComplete(BaseModel):
-    outcome: Literal["done", "not_applicable", "could_not_complete"]
+    outcome: Outcome
     note: str
 
 
@@ -82,17 +82,34 @@ async def complete_task(
     catalog: CatalogDep,
     client: TemporalDep,
 ) -> dict[str, Any]:
+    task = await complete(session, catalog, client, principal, task_id, body.outcome, body.note)
+    return task_view(task)
+
+
+async def complete(
+    session: Session,
+    catalog: Catalog,
+    client: Client,
+    principal: Principal,
+    task_id: str,
+    outcome: Outcome,
+    note: str,
+    evidence_sha256: str | None = None,
+) -> HumanTask:
+    """Complete a task through its workflow (one path for the JSON API and the web form)."""
     task = session.get(HumanTask, task_id)
     if task is None or not can_see(principal, task, catalog):
         raise ApiError(404, "not_found", f"no task {task_id!r} for you")
     if task.status != "open":
         raise ApiError(409, "task_closed", f"task {task_id} is already {task.status}")
     handle = client.get_workflow_handle(task.workflow_id)
-    completion = TaskCompletion(outcome=body.outcome, note=body.note, actor=principal.actor)
+    completion = TaskCompletion(
+        outcome=outcome, note=note, actor=principal.actor, evidence_sha256=evidence_sha256
+    )
     try:
         await handle.execute_update(HumanTaskWorkflow.complete, completion)
     except WorkflowUpdateFailedError as exc:
         message = getattr(exc.cause, "message", None) or str(exc.cause)
         raise ApiError(409, "cannot_complete", message) from None
     session.refresh(task)
-    return task_view(task)
+    return task
