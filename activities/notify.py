@@ -23,7 +23,7 @@ log = structlog.get_logger()
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     undefined=StrictUndefined,
-    autoescape=False,
+    autoescape=False,  # noqa: S701 (plain-text messages, never rendered as HTML)
     keep_trailing_newline=True,
 )
 

@@ -10,7 +10,18 @@ from temporalio import activity
 
 from db import audit
 from db.models import HumanTask, OffboardingRun, Step
-from workflows.types import AuditEventIn, RecordInput, TaskRecord
+from metrics import RUNS_FINISHED, STEP_SECONDS
+from workflows.types import TERMINAL_STEPS, AuditEventIn, RecordInput, StepState, TaskRecord
+
+ACTIVE_STEPS = ("running", "waiting_human")
+
+
+def observe_step(row: Step, state: StepState) -> None:
+    """A step leaving running/waiting for an outcome: its duration, by app and outcome."""
+    ended = state.status in TERMINAL_STEPS or state.status == "failed"
+    if row.status in ACTIVE_STEPS and ended and state.updated_at is not None:
+        seconds = (state.updated_at - row.updated_at).total_seconds()
+        STEP_SECONDS.labels(state.app, state.status).observe(max(seconds, 0.0))
 
 
 class RecordActivities:
@@ -42,10 +53,13 @@ class RecordActivities:
             existing = {
                 s.app: s for s in session.exec(select(Step).where(Step.run_id == inp.run_id))
             }
+            if inp.completed_at is not None:
+                RUNS_FINISHED.labels(inp.run_status).inc()
             for state in inp.steps:
                 row = existing.get(state.app) or Step(
                     run_id=inp.run_id, app=state.app, connector=state.connector
                 )
+                observe_step(row, state)
                 row.status = state.status
                 row.account = state.account
                 row.detail = state.detail

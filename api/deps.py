@@ -80,3 +80,23 @@ def require_admin(principal: PrincipalDep) -> Principal:
 
 
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def require_staff(principal: PrincipalDep) -> Principal:
+    """Admins and app admins: the people who run offboardings (not reviewers)."""
+    if principal.role not in ("admin", "app-admin"):
+        raise ApiError(
+            403, "forbidden", f"role admin or app-admin required (you are {principal.role})"
+        )
+    return principal
+
+
+StaffDep = Annotated[Principal, Depends(require_staff)]
+
+
+def owned_apps(principal: Principal, catalog: Catalog) -> set[str] | None:
+    """The apps an app admin owns in the catalog; None means every app (admin)."""
+    if principal.role == "admin":
+        return None
+    email = (principal.email or "").lower()
+    return {a.id for a in catalog.apps if email and email in {o.lower() for o in a.owners}}

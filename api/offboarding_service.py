@@ -14,6 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.errors import ApiError
 from config import Settings
 from db.models import OffboardingRun, Person, Step
+from metrics import RUNS_STARTED
 from workflows.offboarding import OffboardingWorkflow
 from workflows.types import JoinRequest, OffboardingInput
 
@@ -112,6 +113,7 @@ async def start_offboarding(
     except IntegrityError:
         # The workflow's own first status write won the race; the row is there either way.
         session.rollback()
+    RUNS_STARTED.labels(inp.trigger).inc()
     return run_id, False
 
 

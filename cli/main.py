@@ -108,8 +108,13 @@ def worker() -> None:
     async def run() -> None:
         client = await connect(settings)
         registry = ConnectorRegistry(catalog)
+        built = build_worker(client, settings, catalog, registry)
+        # As PID 1 in a container SIGTERM has no default action: drain in-flight activities.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: loop.create_task(built.shutdown()))
         try:
-            await build_worker(client, settings, catalog, registry).run()
+            await built.run()
         finally:
             await registry.aclose()
 

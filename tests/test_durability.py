@@ -19,8 +19,17 @@ from tests.conftest import Stack, steps, terminated
 pytestmark = pytest.mark.slow
 
 # Steps that happen once per run; a replayed or retried activity must not write them twice.
-ONCE = ("run.planned", "run.started", "step.started", "scim.deactivated", "scim.groups_removed",
-        "step.verified", "task.created", "task.completed", "run.completed")
+ONCE = (
+    "run.planned",
+    "run.started",
+    "step.started",
+    "scim.deactivated",
+    "scim.groups_removed",
+    "step.verified",
+    "task.created",
+    "task.completed",
+    "run.completed",
+)
 
 
 async def wait_for(predicate: Any, what: str, timeout: float = 30) -> None:
@@ -181,7 +190,9 @@ async def test_probe(stack: Stack, n: int) -> None:
     u = stack.scim.users[7]
     response = await stack.webhook(terminated(u, 7))
     run_id = response.json()["run_id"]
-    await stack.wait_run(run_id, lambda r: steps(r) == {"ironclad": "verified", "imanage": "waiting_human"})
+    await stack.wait_run(
+        run_id, lambda r: steps(r) == {"ironclad": "verified", "imanage": "waiting_human"}
+    )
     stop = threading.Event()
     seen: list[Any] = []
     th = threading.Thread(target=watch_run_row, args=(stack, run_id, stop, seen))

@@ -240,9 +240,7 @@ async def test_replayed_event_returns_same_run_and_starts_nothing(stack: Stack) 
     assert replay.status_code == 200, replay.text
     assert replay.json()["run_id"] == run_id
     assert await current_run_id(stack, "offboard-E1003") == run_id
-    assert [w.run_id for w in await offboarding_workflows(stack, "OffboardingWorkflow")] == [
-        run_id
-    ]
+    assert [w.run_id for w in await offboarding_workflows(stack, "OffboardingWorkflow")] == [run_id]
     assert row_count(stack, WebhookEvent) == 1
     assert row_count(stack, OffboardingRun) == 1
     # Only one manual task, not one per delivery.
@@ -262,9 +260,7 @@ async def test_second_termination_joins_the_live_run(stack: Stack) -> None:
     assert response.status_code == 202, response.text
     assert response.json()["run_id"] == run_id
     assert await current_run_id(stack, "offboard-E1003") == run_id
-    assert [w.run_id for w in await offboarding_workflows(stack, "OffboardingWorkflow")] == [
-        run_id
-    ]
+    assert [w.run_id for w in await offboarding_workflows(stack, "OffboardingWorkflow")] == [run_id]
     assert row_count(stack, OffboardingRun) == 1
     assert row_count(stack, WebhookEvent) == 2
     assert len(await stack.tasks(status="open")) == 1
@@ -323,8 +319,9 @@ async def test_rescinded_termination_cancels_a_waiting_run(stack: Stack) -> None
     _, run_id = await _live_run(stack, 5, effective_at=later)
     await stack.wait_run(
         run_id,
-        lambda r: r["status"] == "scheduled"
-        and steps(r) == {"ironclad": "pending", "imanage": "pending"},
+        lambda r: (
+            r["status"] == "scheduled" and steps(r) == {"ironclad": "pending", "imanage": "pending"}
+        ),
     )
 
     rescind = terminated(frank, 5)
@@ -355,4 +352,3 @@ async def test_rescind_without_a_live_run_starts_nothing(stack: Stack) -> None:
     assert response.json()["run_id"] is None
     assert await offboarding_workflows(stack) == []
     assert row_count(stack, OffboardingRun) == 0
-

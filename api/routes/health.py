@@ -1,11 +1,13 @@
-"""Liveness and readiness, at the root (not under /api/v1)."""
+"""Liveness, readiness and metrics, at the root (not under /api/v1)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+import metrics
 from db.session import get_engine
 
 router = APIRouter(tags=["health"])
@@ -35,3 +37,9 @@ async def readyz(request: Request) -> JSONResponse:
         checks["temporal"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+@router.get("/metrics")
+def metrics_endpoint(request: Request) -> Response:
+    body = metrics.render(request.app.state.settings.effective_database_url)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,16 @@ from pydantic import BaseModel, model_validator
 from sqlmodel import col, select
 from temporalio.client import WorkflowUpdateFailedError
 
-from api.deps import AdminDep, CatalogDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    AdminDep,
+    CatalogDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    StaffDep,
+    TemporalDep,
+    owned_apps,
+)
 from api.errors import ApiError
 from api.offboarding_service import LIVE, resolve_person, run_view, start_offboarding
 from db.models import OffboardingRun
@@ -80,14 +89,23 @@ async def create_offboarding(
     return JSONResponse({"run_id": run_id, "joined": joined}, 202)
 
 
+def _visible(run: dict[str, Any], principal: Principal, catalog: CatalogDep) -> bool:
+    owned = owned_apps(principal, catalog)
+    return owned is None or any(step["app"] in owned for step in run["apps"])
+
+
 @router.get("/offboardings")
 def list_offboardings(
-    _: AdminDep, session: SessionDep, status: str | None = Query(default=None)
+    principal: StaffDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+    status: str | None = Query(default=None),
 ) -> list[dict[str, Any]]:
     query = select(OffboardingRun).order_by(col(OffboardingRun.created_at).desc()).limit(500)
     if status:
         query = query.where(OffboardingRun.status == status)
-    return [run_view(session, r) for r in session.exec(query).all()]
+    views = [run_view(session, r) for r in session.exec(query).all()]
+    return [v for v in views if _visible(v, principal, catalog)]
 
 
 def _run(session: SessionDep, run_id: str) -> OffboardingRun:
@@ -98,8 +116,13 @@ def _run(session: SessionDep, run_id: str) -> OffboardingRun:
 
 
 @router.get("/offboardings/{run_id}")
-def get_offboarding(run_id: str, _: AdminDep, session: SessionDep) -> dict[str, Any]:
-    return run_view(session, _run(session, run_id))
+def get_offboarding(
+    run_id: str, principal: StaffDep, session: SessionDep, catalog: CatalogDep
+) -> dict[str, Any]:
+    view = run_view(session, _run(session, run_id))
+    if not _visible(view, principal, catalog):
+        raise ApiError(403, "forbidden", "this run involves none of the apps you own")
+    return view
 
 
 async def _live_handle(session: SessionDep, client: TemporalDep, run_id: str) -> Any:
@@ -129,8 +152,16 @@ async def approve_offboarding(
 
 @router.post("/offboardings/{run_id}/steps/{app}/retry", status_code=202)
 async def retry_step(
-    run_id: str, app: str, admin: AdminDep, session: SessionDep, client: TemporalDep
+    run_id: str,
+    app: str,
+    admin: StaffDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+    client: TemporalDep,
 ) -> dict[str, Any]:
+    owned = owned_apps(admin, catalog)
+    if owned is not None and app not in owned:
+        raise ApiError(403, "forbidden", f"retrying {app} needs admin or an owner of {app}")
     handle = await _live_handle(session, client, run_id)
     try:
         await handle.execute_update(

@@ -16,6 +16,7 @@ from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ApiError, error_body, field_errors
 from api.offboarding_service import live_run, start_offboarding
 from db.models import Person, WebhookEvent
+from metrics import WEBHOOK_EVENTS
 from workflows.offboarding import OffboardingWorkflow
 from workflows.types import JoinRequest, OffboardingInput
 
@@ -43,6 +44,7 @@ class HrEvent(BaseModel):
 
 def _reject(status: int, code: str, message: str, details: object = None) -> JSONResponse:
     log.warning("webhook.rejected", status=status, code=code, message=message)
+    WEBHOOK_EVENTS.labels(code).inc()
     return JSONResponse(error_body(code, message, details), status)
 
 
@@ -84,6 +86,7 @@ async def hr_webhook(
 
     seen = session.get(WebhookEvent, event.event_id)
     if seen is not None:
+        WEBHOOK_EVENTS.labels("duplicate").inc()
         return JSONResponse({"run_id": seen.run_id, "duplicate": True}, 200)
 
     _upsert_person(session, event)
@@ -119,5 +122,6 @@ async def hr_webhook(
         raise ApiError(
             409, "duplicate_event", f"event {event.event_id} is being processed"
         ) from None
+    WEBHOOK_EVENTS.labels("accepted").inc()
     log.info("webhook.accepted", event_id=event.event_id, type=event.type, run_id=run_id)
     return JSONResponse({"run_id": run_id, "event_id": event.event_id}, 202)
