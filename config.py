@@ -74,24 +74,61 @@ class _Strict(BaseModel):
 
 class ScimSettings(_Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://")]
-    token_env: str
+    # Credentials, by reference only: the catalog names env vars, never secrets.
+    # bearer: a static token in $token_env. oauth2: client credentials grant at token_url with
+    # $client_id_env / $client_secret_env; the token is cached and refreshed once on a 401.
+    auth: Literal["bearer", "oauth2"] = "bearer"
+    token_env: str | None = None
+    token_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    client_id_env: str | None = None
+    client_secret_env: str | None = None
+    scope: str | None = None
     match: Literal["userName", "email", "externalId"] = "email"
     deprovision: Literal["deactivate", "delete", "deactivate_then_delete"] = "deactivate"
     delete_after_days: int | None = None
+    # The configured form is tried first; a 400 tries the other PATCH form, and a server that
+    # answers 405/501 (or rejects both forms) gets GET + PUT (If-Match when it gives ETags).
     patch_style: Literal["path", "pathless", "put_fallback"] = "path"
     gone_after_deactivate_ok: bool = False
     remove_groups: bool = True
     group_member_removal: Literal["filter_path", "value_array"] = "filter_path"
-    rate_limit_per_minute: int | None = None
+    # Per app and per worker, shared by every run: requests are spaced to this rate and at
+    # most max_concurrent_requests are in flight.
+    rate_limit_per_minute: Annotated[int | None, Field(gt=0)] = None
     pagination: Literal["standard", "defensive"] = "standard"
-    max_concurrent_requests: int = 8
-    timeout_seconds: float = 10.0
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_pages: Annotated[int, Field(ge=1)] = 1000
+    max_concurrent_requests: Annotated[int, Field(ge=1)] = 8
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # A known account `offboard apps check` looks up (read only) to prove matching works.
+    probe_user: str | None = None
 
     @model_validator(mode="after")
     def _delete_after(self) -> ScimSettings:
         if self.deprovision == "deactivate_then_delete" and self.delete_after_days is None:
             raise ValueError("deactivate_then_delete needs delete_after_days")
         return self
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ScimSettings:
+        if self.auth == "bearer" and not self.token_env:
+            raise ValueError("auth: bearer needs token_env (the env var holding the token)")
+        if self.auth == "oauth2":
+            missing = [
+                name
+                for name in ("token_url", "client_id_env", "client_secret_env")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"auth: oauth2 needs {', '.join(missing)}")
+        return self
+
+    @property
+    def credential_envs(self) -> list[str]:
+        """The env vars holding this app's credentials (names only, for messages)."""
+        if self.auth == "oauth2":
+            return [e for e in (self.client_id_env, self.client_secret_env) if e]
+        return [self.token_env] if self.token_env else []
 
 
 class ManualSettings(_Strict):

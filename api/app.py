@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from api import errors
+from api import errors, web
 from api.routes import health, offboardings, people, tasks, webhooks
 from config import Catalog, Settings
 from temporal_client import connect
@@ -29,4 +30,6 @@ def create_app(settings: Settings, catalog: Catalog, client: Client | None = Non
     for module in (webhooks, offboardings, tasks, people):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(health.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

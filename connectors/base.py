@@ -12,7 +12,11 @@ ErrorKind = Literal[
 
 
 class ConnectorError(Exception):
-    """A failed call to an app. ``retryable`` decides whether Temporal tries again."""
+    """A failed call to an app. ``retryable`` decides whether Temporal tries again.
+
+    The message is meant for people (step detail, exception task): it names the app and, for
+    credentials, the env var that holds them, never a secret.
+    """
 
     def __init__(
         self,
@@ -29,6 +33,50 @@ class ConnectorError(Exception):
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+
+
+class AuthError(ConnectorError):
+    """401/403, or no usable credentials: a person must fix the token; never retried."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__("auth", message, retryable=False, status=status)
+
+
+class RateLimitedError(ConnectorError):
+    """429: retried after ``retry_after`` seconds (the app is paused on this worker meanwhile)."""
+
+    def __init__(self, message: str, *, retry_after: float | None, status: int = 429) -> None:
+        super().__init__(
+            "rate_limited", message, retryable=True, status=status, retry_after=retry_after
+        )
+
+
+class TransientError(ConnectorError):
+    """5xx, timeouts, resets, garbage bodies, version conflicts: retried with backoff."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__("transient", message, retryable=True, status=status)
+
+
+class RejectedError(ConnectorError):
+    """The app understood and said no (4xx): retrying the same request cannot help."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__("rejected", message, retryable=False, status=status)
+
+
+class ProtocolError(ConnectorError):
+    """The app broke the protocol in a way that would not heal (e.g. a listing that never ends)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("protocol", message, retryable=False)
+
+
+class ConfigError(ConnectorError):
+    """The catalog or environment is incomplete (e.g. a credential env var is not set)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("config", message, retryable=False)
 
 
 class Account(BaseModel):

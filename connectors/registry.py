@@ -1,4 +1,8 @@
-"""One connector, with one pooled HTTP client and one rate gate, per app per worker process."""
+"""One connector, with one pooled HTTP client and one rate gate, per app per worker process.
+
+Every run on the worker shares them, so an app's concurrency limit, its pacing and a 429's
+pause hold across runs.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,52 @@ import os
 from collections.abc import Mapping
 
 import httpx
+from pydantic import SecretStr
 
-from config import Catalog
-from connectors.base import ConnectorError
+from config import Catalog, ScimSettings
+from connectors.auth import BearerToken, Credentials, OAuth2ClientCredentials
+from connectors.base import ConfigError
 from connectors.scim import ScimConnector
+
+
+def scim_http_client(settings: ScimSettings) -> httpx.AsyncClient:
+    """The pooled client for one app: its timeout, and a pool no larger than its limit needs."""
+    # One spare connection for the OAuth2 token endpoint.
+    connections = settings.max_concurrent_requests + 1
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_seconds),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        follow_redirects=False,
+    )
+
+
+def scim_credentials(
+    app_id: str, settings: ScimSettings, client: httpx.AsyncClient, env: Mapping[str, str]
+) -> Credentials:
+    """Credentials from the env vars the catalog names; ConfigError names a missing one."""
+
+    def secret(name: str | None) -> str:
+        value = env.get(name) if name else None
+        if not value:
+            raise ConfigError(
+                f"{app_id}: no credentials: environment variable ${name} is not set"
+            )
+        return value
+
+    if settings.auth == "oauth2":
+        assert settings.token_url and settings.client_id_env and settings.client_secret_env
+        return OAuth2ClientCredentials(
+            app_id,
+            settings.token_url,
+            secret(settings.client_id_env),
+            SecretStr(secret(settings.client_secret_env)),
+            client=client,
+            client_id_env=settings.client_id_env,
+            client_secret_env=settings.client_secret_env,
+            scope=settings.scope,
+        )
+    assert settings.token_env
+    return BearerToken(SecretStr(secret(settings.token_env)), settings.token_env)
 
 
 class ConnectorRegistry:
@@ -25,25 +71,16 @@ class ConnectorRegistry:
             return connector
         app = self.catalog.app(app_id)
         if app.scim is None:
-            raise ConnectorError(
-                "config", f"{app_id}: not a SCIM app in the catalog", retryable=False
-            )
-        token = self._env.get(app.scim.token_env)
-        if not token:
-            raise ConnectorError(
-                "config",
-                f"{app_id}: no token: environment variable ${app.scim.token_env} is not set",
-                retryable=False,
-            )
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(app.scim.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=app.scim.max_concurrent_requests,
-                max_keepalive_connections=app.scim.max_concurrent_requests,
-            ),
-        )
+            raise ConfigError(f"{app_id}: not a SCIM app in the catalog")
+        client = scim_http_client(app.scim)
+        try:
+            credentials = scim_credentials(app_id, app.scim, client, self._env)
+        except ConfigError:
+            # Not cached: setting the env var and retrying the step must work.
+            self._clients.append(client)
+            raise
         self._clients.append(client)
-        connector = ScimConnector(app_id, app.scim, client, token)
+        connector = ScimConnector(app_id, app.scim, client, credentials)
         self._scim[app_id] = connector
         return connector
 

@@ -2,7 +2,12 @@
 
 It is written for the servers in the field, not only the RFC: PATCH in two shapes or PUT,
 200-with-body or 204, booleans as strings, groups that ``User.groups`` does not list, pagination
-that lies, 429 with Retry-After. See ../shared/context/scim-field-notes.md.
+that lies, 429 with Retry-After, tokens that expire. See ../shared/context/scim-field-notes.md.
+
+Retrying is not done here: every failure is raised as a typed ``ConnectorError`` that says
+whether a retry can help, and the workflow's retry policy does the backing off. The exceptions
+are the few retries that are part of a protocol: one token refresh on 401 (OAuth2), one re-read
+on a 412 version conflict, and one re-ask of an empty page.
 """
 
 from __future__ import annotations
@@ -10,20 +15,39 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
+import structlog
+from pydantic import SecretStr, ValidationError
+from scim2_models import Error, Group, PatchOp, PatchOperation, User
 
 from config import ScimSettings
-from connectors.base import Account, ConnectorError, ReadBack
+from connectors.auth import BearerToken, Credentials
+from connectors.base import (
+    Account,
+    AuthError,
+    ConnectorError,
+    ProtocolError,
+    RateLimitedError,
+    ReadBack,
+    RejectedError,
+    TransientError,
+)
+
+log = structlog.get_logger("offboard.scim")
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
-MAX_PAGES = 1000
-PAGE_SIZE = 100
+# When a 429 carries no (readable) Retry-After.
+DEFAULT_RETRY_AFTER = 5.0
+
+PatchResult = Literal["ok", "gone", "unsupported"]
 
 
 def escape_filter_value(value: str) -> str:
@@ -39,7 +63,8 @@ def as_bool(value: Any) -> bool:
     return bool(value)
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110)."""
     if not value:
         return None
     try:
@@ -50,17 +75,20 @@ def parse_retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class RateGate:
     """Per-app request pacing shared by every run on this worker.
 
-    A 429 pauses all requests to the app until Retry-After has passed.
+    At most ``max_concurrent`` requests are in flight; request starts are spaced
+    ``60 / per_minute`` seconds apart; and a 429 pauses every request to the app until its
+    Retry-After has passed, including requests already waiting for a slot.
     """
 
     def __init__(self, per_minute: int | None, max_concurrent: int) -> None:
-        self._interval = 60.0 / per_minute if per_minute else 0.0
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.max_concurrent = max_concurrent
         self._sem = asyncio.Semaphore(max_concurrent)
         self._lock = asyncio.Lock()
         self._next_slot = 0.0
@@ -69,50 +97,97 @@ class RateGate:
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - time.monotonic())
+
     async def __aenter__(self) -> None:
         await self._sem.acquire()
-        async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_slot, self._paused_until)
-            self._next_slot = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        try:
+            await self._wait_turn()
+        except BaseException:
+            self._sem.release()
+            raise
+
+    async def _wait_turn(self) -> None:
+        while True:
+            async with self._lock:
+                now = time.monotonic()
+                reserved = self._paused_until <= now
+                if reserved:
+                    start = max(now, self._next_slot)
+                    self._next_slot = start + self.interval
+                    wait = start - now
+                else:
+                    wait = self._paused_until - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # A 429 answered while we waited for our slot pauses us too.
+            if reserved and self._paused_until <= time.monotonic():
+                return
 
     async def __aexit__(self, *_: object) -> None:
         self._sem.release()
 
 
 def _account(resource: dict[str, Any]) -> Account:
-    emails = [str(e.get("value")) for e in resource.get("emails") or [] if isinstance(e, dict)]
+    emails = [
+        str(e.get("value"))
+        for e in resource.get("emails") or []
+        if isinstance(e, dict) and e.get("value") is not None
+    ]
     meta = resource.get("meta") or {}
+    external_id = resource.get("externalId")
     return Account(
         id=str(resource["id"]),
         user_name=str(resource.get("userName", "")),
         emails=emails,
-        external_id=resource.get("externalId"),
+        external_id=str(external_id) if external_id is not None else None,
         active=as_bool(resource.get("active", True)),
         display_name=resource.get("displayName"),
         last_sign_in=meta.get("lastLogin") if isinstance(meta, dict) else None,
     )
 
 
+def _has_member(group: dict[str, Any], account_id: str) -> bool:
+    members = group.get("members") or []
+    return any(isinstance(m, dict) and str(m.get("value")) == account_id for m in members)
+
+
+def _group_name(group: dict[str, Any]) -> str:
+    return str(group.get("displayName") or group["id"])
+
+
+def _patch_body(model: type[User] | type[Group], operation: PatchOperation) -> dict[str, Any]:
+    body: dict[str, Any] = PatchOp[model](operations=[operation]).model_dump(  # type: ignore[valid-type]
+        mode="json", exclude_none=True
+    )
+    return body
+
+
 class ScimConnector:
+    """Deprovisioning operations for one app; shared by every run on the worker."""
+
     def __init__(
         self,
         app_id: str,
         settings: ScimSettings,
         client: httpx.AsyncClient,
-        token: str,
+        credentials: Credentials | str,
         gate: RateGate | None = None,
     ) -> None:
         self.app_id = app_id
         self.settings = settings
         self._client = client
         self._base = settings.base_url.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {token}"}
-        self._gate = gate or RateGate(
+        if isinstance(credentials, str):
+            credentials = BearerToken(SecretStr(credentials), settings.token_env or "?")
+        self.credentials: Credentials = credentials
+        self.gate = gate or RateGate(
             settings.rate_limit_per_minute, settings.max_concurrent_requests
         )
+        # Learned once: the app rejects `members.value eq` filters, so groups are paged.
+        self._member_filter_ok = True
 
     # -- transport -----------------------------------------------------------------------
 
@@ -126,97 +201,127 @@ class ScimConnector:
         headers: dict[str, str] | None = None,
         allow: tuple[int, ...] = (),
     ) -> httpx.Response:
-        """Send one request; returns 2xx responses and those whose status is in ``allow``."""
-        send_headers = {"Accept": SCIM_JSON, **self._auth, **(headers or {})}
-        content = None
-        if body is not None:
-            send_headers["Content-Type"] = SCIM_JSON
-            content = json.dumps(body)
-        async with self._gate:
-            try:
-                response = await self._client.request(
-                    method,
-                    self._base + path,
-                    params=params,
-                    content=content,
-                    headers=send_headers,
-                )
-            except httpx.TimeoutException as exc:
-                raise ConnectorError(
-                    "transient",
-                    f"{method} {path}: timed out ({type(exc).__name__})",
-                    retryable=True,
-                ) from exc
-            except httpx.TransportError as exc:
-                raise ConnectorError(
-                    "transient",
-                    f"{method} {path}: connection failed ({type(exc).__name__})",
-                    retryable=True,
-                ) from exc
-            if response.status_code == 429:
-                delay = parse_retry_after(response.headers.get("Retry-After"))
-                self._gate.pause(delay if delay is not None else 5.0)
+        """Send one request; returns 2xx responses and those whose status is in ``allow``.
+
+        A 401 gets one retry when the credentials can be refreshed (OAuth2).
+        """
+        content = json.dumps(body).encode() if body is not None else None
+        authorization = await self.credentials.authorization()
+        response = await self._send(method, path, params, content, headers, authorization)
+        if response.status_code == 401 and await self.credentials.refresh(authorization):
+            authorization = await self.credentials.authorization()
+            response = await self._send(method, path, params, content, headers, authorization)
         status = response.status_code
         if status < 300 or status in allow:
             return response
         raise self._error(method, path, response)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        content: bytes | None,
+        headers: dict[str, str] | None,
+        authorization: str,
+    ) -> httpx.Response:
+        send_headers = {"Accept": SCIM_JSON, "Authorization": authorization, **(headers or {})}
+        if content is not None:
+            send_headers["Content-Type"] = SCIM_JSON
+        async with self.gate:
+            try:
+                response = await self._client.request(
+                    method, self._base + path, params=params, content=content, headers=send_headers
+                )
+            except httpx.TimeoutException as exc:
+                raise TransientError(
+                    self._scrub(f"{self.app_id}: {method} {path}: timed out ({type(exc).__name__})")
+                ) from exc
+            except httpx.TransportError as exc:
+                raise TransientError(
+                    self._scrub(
+                        f"{self.app_id}: {method} {path}: connection failed ({type(exc).__name__})"
+                    )
+                ) from exc
+            if response.status_code == 429:
+                delay = parse_retry_after(response.headers.get("Retry-After"))
+                pause = delay if delay is not None else DEFAULT_RETRY_AFTER
+                self.gate.pause(pause)
+                log.warning("scim.rate_limited", app=self.app_id, pause_seconds=round(pause, 3))
+        return response
+
+    def _scrub(self, message: str) -> str:
+        """Remove any secret a server may have echoed back into a message."""
+        for secret in self.credentials.secrets():
+            if secret:
+                message = message.replace(secret, "[REDACTED]")
+        return message
 
     def _error(self, method: str, path: str, response: httpx.Response) -> ConnectorError:
         status = response.status_code
         detail = _error_detail(response)
         where = f"{method} {path}: HTTP {status}"
         if status in (401, 403):
-            return ConnectorError(
-                "auth",
-                f"{where}: the app refused our credentials (token from "
-                f"${self.settings.token_env}): {detail}",
-                retryable=False,
+            verb = "authentication" if status == 401 else "authorization"
+            return AuthError(
+                self._scrub(
+                    f"{self.app_id}: {verb} failed ({where}): the app refused "
+                    f"{self.credentials.source}: {detail}"
+                ),
                 status=status,
             )
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return ConnectorError(
-                "rate_limited",
-                f"{where}: rate limited",
-                retryable=True,
-                status=status,
-                retry_after=retry_after,
+            wait = retry_after if retry_after is not None else DEFAULT_RETRY_AFTER
+            return RateLimitedError(
+                f"{self.app_id}: {where}: rate limited; retry after {wait:.0f}s",
+                retry_after=wait,
             )
-        if status >= 500 or status == 408:
-            return ConnectorError("transient", f"{where}: {detail}", retryable=True, status=status)
-        return ConnectorError("rejected", f"{where}: {detail}", retryable=False, status=status)
+        if status == 408 or (status >= 500 and status != 501):
+            return TransientError(self._scrub(f"{self.app_id}: {where}: {detail}"), status=status)
+        return RejectedError(self._scrub(f"{self.app_id}: {where}: {detail}"), status=status)
 
-    async def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
+    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         try:
             data = response.json()
         except ValueError as exc:
-            raise ConnectorError(
-                "transient", f"{what}: response is not JSON", retryable=True
+            raise TransientError(
+                f"{self.app_id}: {what}: response is not JSON", status=response.status_code
             ) from exc
         if not isinstance(data, dict):
-            raise ConnectorError("transient", f"{what}: response is not an object", retryable=True)
+            raise TransientError(
+                f"{self.app_id}: {what}: response is not a JSON object",
+                status=response.status_code,
+            )
         return data
+
+    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET one resource or endpoint (e.g. ``/ServiceProviderConfig``); read only."""
+        response = await self._request("GET", path, params=params)
+        return self._json(response, f"GET {path}")
 
     async def _paged(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Every resource of a list, even when the server lies about page sizes.
 
-        Advance by what was received, stop on a page with nothing new, and never exceed
-        MAX_PAGES, so a looping server cannot hang a run. ``pagination: standard`` also trusts
-        ``totalResults`` to stop early (one request per lookup); ``defensive`` ignores it, for
-        servers whose totals lie.
+        ``startIndex`` advances by what was actually received (servers cap ``count``); a page
+        with nothing new ends the listing, as does an empty page asked twice (some servers
+        answer one empty page before the end); and more than ``max_pages`` pages is an error,
+        never a silent truncation, so a looping server cannot hang a run or hide an account.
+        ``pagination: standard`` also stops at ``totalResults`` (one request per lookup);
+        ``defensive`` ignores it, for servers whose totals lie.
         """
         seen: set[str] = set()
         start = 1
         asked_again = False
-        for _ in range(MAX_PAGES):
+        size = self.settings.page_size
+        for _ in range(self.settings.max_pages):
             response = await self._request(
-                "GET", path, params={**params, "startIndex": start, "count": PAGE_SIZE}
+                "GET", path, params={**params, "startIndex": start, "count": size}
             )
-            page = await self._json(response, f"GET {path}")
-            resources = page.get("Resources") or []
+            page = self._json(response, f"GET {path}")
+            resources = [r for r in page.get("Resources") or [] if isinstance(r, dict)]
             if not resources:
-                # Some servers answer an empty page before the end; ask the same page once more.
-                if asked_again:
+                if start == 1 or asked_again:
                     return
                 asked_again = True
                 continue
@@ -235,8 +340,16 @@ class ScimConnector:
                 and len(seen) >= total
             ):
                 return
+        raise ProtocolError(
+            f"{self.app_id}: GET {path}: the listing did not end after "
+            f"{self.settings.max_pages} pages (max_pages); refusing to guess the rest"
+        )
 
     # -- users -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _user_path(account_id: str) -> str:
+        return f"/Users/{quote(account_id, safe='')}"
 
     def _filter(self, value: str) -> str:
         attribute = {"userName": "userName", "email": "emails.value", "externalId": "externalId"}[
@@ -245,6 +358,8 @@ class ScimConnector:
         return f"{attribute} eq {escape_filter_value(value)}"
 
     def _matches(self, account: Account, value: str) -> bool:
+        # userName and emails compare case-insensitively (RFC 7643 caseExact=false);
+        # externalId is caseExact.
         wanted = value.casefold()
         if self.settings.match == "userName":
             return account.user_name.casefold() == wanted
@@ -259,119 +374,229 @@ class ScimConnector:
         ]
         return [a for a in accounts if self._matches(a, value)]
 
+    async def list_users(self) -> AsyncIterator[Account]:
+        """Every account in the app (access reviews), paged defensively."""
+        async for resource in self._paged("/Users", {}):
+            yield _account(resource)
+
     async def get(self, account_id: str) -> dict[str, Any] | None:
-        response = await self._request("GET", f"/Users/{account_id}", allow=(404,))
+        path = self._user_path(account_id)
+        response = await self._request("GET", path, allow=(404,))
         if response.status_code == 404:
             return None
-        return await self._json(response, f"GET /Users/{account_id}")
+        return self._json(response, f"GET {path}")
 
-    async def _patch(self, path: str, operations: list[dict[str, Any]]) -> httpx.Response:
-        body = {"schemas": [PATCH_SCHEMA], "Operations": operations}
-        return await self._request("PATCH", path, body=body, allow=(404, 405, 501))
+    async def deactivate(self, account_id: str) -> Literal["deactivated", "gone"]:
+        """Set ``active`` to false in the configured way; "gone" when the app 404s."""
+        path = self._user_path(account_id)
+        style = self.settings.patch_style
+        if style != "put_fallback":
+            forms = {
+                "path": PatchOperation(op="replace", path="active", value=False),
+                "pathless": PatchOperation(op="replace", value={"active": False}),
+            }
+            other = "pathless" if style == "path" else "path"
+            result = await self._patch_forms(
+                path, User, [(style, forms[style]), (other, forms[other])], "patch_style"
+            )
+            if result == "gone":
+                return "gone"
+            if result == "ok":
+                return "deactivated"
 
-    async def _put_modified(self, path: str, change: Any) -> Literal["ok", "gone"]:
-        """GET, change, PUT back with If-Match when the server gives a version; one retry on 412."""
+        def set_inactive(user: dict[str, Any]) -> None:
+            user["active"] = False
+            user.pop("groups", None)  # read-only; some servers reject it in a PUT
+
+        return "deactivated" if await self._put_modified(path, set_inactive) == "ok" else "gone"
+
+    async def delete(self, account_id: str) -> Literal["deleted", "gone"]:
+        path = self._user_path(account_id)
+        response = await self._request("DELETE", path, allow=(404, 405, 501))
+        if response.status_code in (405, 501):
+            raise RejectedError(
+                f"{self.app_id}: DELETE {path}: HTTP {response.status_code}: the app does not "
+                "delete users over SCIM; set deprovision: deactivate",
+                status=response.status_code,
+            )
+        return "gone" if response.status_code == 404 else "deleted"
+
+    # -- writes: PATCH forms and the PUT fallback ------------------------------------------
+
+    async def _patch_forms(
+        self,
+        path: str,
+        model: type[User] | type[Group],
+        forms: list[tuple[str, PatchOperation]],
+        setting: str,
+    ) -> PatchResult:
+        """Try the configured PATCH form, then the other one if the app rejects it (400).
+
+        "unsupported" means the caller should GET + PUT: PATCH answered 405/501, or every
+        form was rejected.
+        """
+        rejected: list[str] = []
+        for name, operation in forms:
+            response = await self._request(
+                "PATCH", path, body=_patch_body(model, operation), allow=(400, 404, 405, 501)
+            )
+            status = response.status_code
+            if status < 300:
+                if rejected:
+                    log.warning(
+                        "scim.patch_form_fallback",
+                        app=self.app_id,
+                        path=path,
+                        rejected=rejected,
+                        hint=f"set {setting}: {name}",
+                    )
+                return "ok"
+            if status == 404:
+                return "gone"
+            if status in (405, 501):
+                log.warning(
+                    "scim.patch_unsupported",
+                    app=self.app_id,
+                    path=path,
+                    status=status,
+                    hint="set patch_style: put_fallback",
+                )
+                return "unsupported"
+            rejected.append(f"{name}: {self._scrub(_error_detail(response))}")
+        log.warning(
+            "scim.patch_rejected",
+            app=self.app_id,
+            path=path,
+            rejected=rejected,
+            hint="set patch_style: put_fallback",
+        )
+        return "unsupported"
+
+    async def _put_modified(
+        self, path: str, change: Callable[[dict[str, Any]], None]
+    ) -> Literal["ok", "gone"]:
+        """GET, change, PUT back with If-Match when the app versions resources.
+
+        A 412 (someone changed it in between) re-reads and retries once; a second 412 is a
+        transient error for the workflow to retry later.
+        """
         for _ in range(2):
             response = await self._request("GET", path, allow=(404,))
             if response.status_code == 404:
                 return "gone"
-            resource = await self._json(response, f"GET {path}")
-            version = response.headers.get("ETag") or (resource.get("meta") or {}).get("version")
+            resource = self._json(response, f"GET {path}")
+            meta = resource.get("meta")
+            version = response.headers.get("ETag") or (
+                meta.get("version") if isinstance(meta, dict) else None
+            )
             change(resource)
             resource.pop("meta", None)
-            headers = {"If-Match": version} if version else {}
-            put = await self._request("PUT", path, body=resource, headers=headers, allow=(404, 412))
+            headers = {"If-Match": str(version)} if version else {}
+            put = await self._request(
+                "PUT", path, body=resource, headers=headers, allow=(404, 412)
+            )
             if put.status_code == 404:
                 return "gone"
             if put.status_code != 412:
                 return "ok"
-        raise ConnectorError(
-            "transient", f"PUT {path}: version conflict twice (412)", retryable=True, status=412
+            log.info("scim.version_conflict", app=self.app_id, path=path)
+        raise TransientError(
+            f"{self.app_id}: PUT {path}: HTTP 412: version conflict twice; will retry",
+            status=412,
         )
-
-    async def deactivate(self, account_id: str) -> Literal["deactivated", "gone"]:
-        path = f"/Users/{account_id}"
-        style = self.settings.patch_style
-        if style != "put_fallback":
-            op: dict[str, Any] = (
-                {"op": "replace", "path": "active", "value": False}
-                if style == "path"
-                else {"op": "replace", "value": {"active": False}}
-            )
-            response = await self._patch(path, [op])
-            if response.status_code == 404:
-                return "gone"
-            if response.status_code < 300:
-                return "deactivated"
-        # put_fallback, or a server that does not implement PATCH (405/501).
-        result = await self._put_modified(path, lambda r: r.__setitem__("active", False))
-        return "gone" if result == "gone" else "deactivated"
-
-    async def delete(self, account_id: str) -> Literal["deleted", "gone"]:
-        response = await self._request("DELETE", f"/Users/{account_id}", allow=(404,))
-        return "gone" if response.status_code == 404 else "deleted"
 
     # -- groups ----------------------------------------------------------------------------
 
     async def groups_of(self, account_id: str) -> list[dict[str, Any]]:
-        """Groups listing the account as a member; ``User.groups`` is often missing or stale."""
-        member_filter = f"members.value eq {escape_filter_value(account_id)}"
-        try:
-            groups = [g async for g in self._paged("/Groups", {"filter": member_filter})]
-        except ConnectorError as exc:
-            if exc.kind != "rejected":
-                raise
+        """Groups listing the account as a member; ``User.groups`` is often missing or stale.
+
+        Asks with a ``members.value eq`` filter; an app that rejects the filter gets its groups
+        paged instead. Membership is re-checked here, so a server that ignores the filter
+        cannot make us touch other groups.
+        """
+        groups: list[dict[str, Any]] | None = None
+        if self._member_filter_ok:
+            member_filter = f"members.value eq {escape_filter_value(account_id)}"
+            try:
+                groups = [g async for g in self._paged("/Groups", {"filter": member_filter})]
+            except RejectedError as exc:
+                self._member_filter_ok = False
+                log.warning(
+                    "scim.member_filter_rejected",
+                    app=self.app_id,
+                    error=exc.message,
+                    fallback="paging all groups",
+                )
+        if groups is None:
             groups = [g async for g in self._paged("/Groups", {})]
-        return [
-            g
-            for g in groups
-            if any(str(m.get("value")) == account_id for m in g.get("members") or [])
-        ]
+        return [g for g in groups if "id" in g and _has_member(g, account_id)]
 
     async def _remove_member(self, group_id: str, account_id: str) -> None:
-        path = f"/Groups/{group_id}"
+        path = f"/Groups/{quote(group_id, safe='')}"
         if self.settings.patch_style != "put_fallback":
-            if self.settings.group_member_removal == "filter_path":
-                op: dict[str, Any] = {
-                    "op": "remove",
-                    "path": f"members[value eq {escape_filter_value(account_id)}]",
-                }
-            else:
-                op = {"op": "remove", "path": "members", "value": [{"value": account_id}]}
-            response = await self._patch(path, [op])
-            if response.status_code < 300 or response.status_code == 404:
+            forms = {
+                "filter_path": PatchOperation(
+                    op="remove", path=f"members[value eq {escape_filter_value(account_id)}]"
+                ),
+                "value_array": PatchOperation(
+                    op="remove", path="members", value=[{"value": account_id}]
+                ),
+            }
+            first = self.settings.group_member_removal
+            other = "value_array" if first == "filter_path" else "filter_path"
+            result = await self._patch_forms(
+                path, Group, [(first, forms[first]), (other, forms[other])], "group_member_removal"
+            )
+            if result != "unsupported":
                 return
 
         def without_member(group: dict[str, Any]) -> None:
             group["members"] = [
-                m for m in group.get("members") or [] if str(m.get("value")) != account_id
+                m
+                for m in group.get("members") or []
+                if not (isinstance(m, dict) and str(m.get("value")) == account_id)
             ]
 
         await self._put_modified(path, without_member)
 
     async def remove_groups(self, account_id: str) -> list[str]:
-        removed: list[str] = []
-        for group in await self.groups_of(account_id):
-            await self._remove_member(str(group["id"]), account_id)
-            removed.append(str(group.get("displayName") or group["id"]))
-        return removed
+        """Take the account out of every group; returns the groups' names."""
+        groups = await self.groups_of(account_id)
+        await asyncio.gather(*(self._remove_member(str(g["id"]), account_id) for g in groups))
+        return [_group_name(g) for g in groups]
 
     async def read_back(self, account_id: str) -> ReadBack:
+        """What the app says now: active, inactive or gone, and (if we manage groups) groups."""
         resource = await self.get(account_id)
+        groups = (
+            [_group_name(g) for g in await self.groups_of(account_id)]
+            if self.settings.remove_groups
+            else []
+        )
         if resource is None:
-            return ReadBack(state="gone")
-        groups = [str(g.get("displayName") or g["id"]) for g in await self.groups_of(account_id)]
+            return ReadBack(state="gone", groups=groups)
         state: Literal["active", "inactive"] = (
             "active" if as_bool(resource.get("active", True)) else "inactive"
         )
         return ReadBack(state=state, groups=groups)
 
 
+_TAGS = re.compile(r"<[^>]+>")
+
+
 def _error_detail(response: httpx.Response) -> str:
+    """A short reason from an error body: a SCIM Error, or text from an HTML proxy page."""
     try:
         data = response.json()
     except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
-    if isinstance(data, dict) and data.get("detail"):
-        return str(data["detail"])
+        text = " ".join(_TAGS.sub(" ", response.text).split())
+        return text[:200] or response.reason_phrase
+    if isinstance(data, dict):
+        try:
+            error = Error.model_validate(data)
+        except ValidationError:
+            error = None
+        if error is not None and (error.detail or error.scim_type):
+            parts = [str(error.scim_type) if error.scim_type else "", str(error.detail or "")]
+            return ": ".join(p for p in parts if p)[:300]
     return response.reason_phrase

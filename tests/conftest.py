@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
+import subprocess
 import sysconfig
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from pydantic import SecretStr
 from sqlmodel import Session
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -275,7 +281,8 @@ async def make_stack(
         # Workflow ids are per person; end this test's runs so the next test starts fresh ones.
         query = f'TaskQueue = "{stack.settings.task_queue}" AND ExecutionStatus = "Running"'
         async for execution in temporal_client.list_workflows(query):
-            await temporal_client.get_workflow_handle(execution.id).terminate("test over")
+            with contextlib.suppress(RPCError):  # it may have finished meanwhile
+                await temporal_client.get_workflow_handle(execution.id).terminate("test over")
         if stack.worker is not None:
             await stack.stop_worker()
         await asyncio.gather(*stack._tasks, return_exceptions=True)
@@ -288,3 +295,92 @@ async def make_stack(
 @pytest.fixture
 async def stack(make_stack: StackFactory, scim_app: ScimApp) -> Stack:
     return await make_stack(scim_app)
+
+
+# --- PostgreSQL: a real server for the backend, migration, concurrency and readiness tests ---
+
+
+def postgres_bin_dir() -> Path:
+    """Where initdb/pg_ctl live: next to ``pg_ctl`` on PATH, else Debian's versioned dir."""
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).resolve().parent
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return found[-1].parent
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on loopback, trust auth, with its socket in its own dir.
+
+    PostgreSQL refuses to run as root, so as root every server command runs as ``postgres``;
+    the cluster lives in a mkdtemp dir (pytest's tmp dirs are 0700 root, unreadable to it).
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = free_port(host)
+        self.bin = postgres_bin_dir()
+        self.root = Path(tempfile.mkdtemp(prefix="offboard-pg-"))
+        self.data = self.root / "data"
+        self.log_file = self.root / "server.log"
+        self._as_root = os.geteuid() == 0
+        os.chmod(self.root, 0o755)  # noqa: S103 (postgres must traverse it; the data dir is 0700)
+        if self._as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self.running = False
+
+    def _cmd(self, tool: str, *args: str) -> list[str]:
+        cmd = [str(self.bin / tool), *args]
+        return ["runuser", "-u", "postgres", "--", *cmd] if self._as_root else cmd
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            self._cmd(tool, *args), capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            log = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+            raise RuntimeError(f"{tool} failed: {done.stdout}{done.stderr}{log[-2000:]}")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = f"-h {self.host} -p {self.port} -k {self.root} -c max_connections=200"
+        log = str(self.log_file)
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            self.running = False
+
+    def new_database(self) -> str:
+        """CREATE a fresh, empty database and return its SQLAlchemy URL."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        conninfo = f"host={self.host} port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

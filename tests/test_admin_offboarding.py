@@ -355,11 +355,6 @@ async def test_offboarding_endpoints_need_an_admin_token(stack: Stack) -> None:
     assert stack.scim.user_by_email("carol.clark@example.com")["active"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GET /offboardings[/{id}] require the admin role; DESIGN says app-admin also "
-    "sees runs that involve apps whose catalog owners include their email",
-)
 async def test_app_admin_sees_runs_of_the_apps_they_own(stack: Stack) -> None:
     assert stack.scim is not None
     response = await stack.http.post(OFFBOARDINGS, json={"email": "dave.davis@example.com"})

@@ -9,7 +9,7 @@ is resolved by hand or a retry succeeds.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _QUICK = timedelta(seconds=30)
+LIVE_STATUSES = ("running", "waiting_human")
 # Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
 # raised non-retryable by the activity and stop at once.
 SCIM_RETRY = RetryPolicy(
@@ -67,12 +68,16 @@ class OffboardingWorkflow:
         self._open_exceptions: set[str] = set()
         self._pending_events: list[AuditEventIn] = []
         self._version = 0
+        self._dirty = False
+        self._closing = False
+        self._completed_at: datetime | None = None
 
     # -- run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
         self._inp = inp
+        self._mirror_task = asyncio.create_task(self._mirror())
         plan: Plan = await workflow.execute_activity(
             "plan_offboarding",
             PlanInput(person_id=inp.person_id, email=inp.email, apps=inp.apps),
@@ -98,14 +103,12 @@ class OffboardingWorkflow:
             },
             actor=inp.actor,
         )
-        await self._sync()
 
         if not await self._wait_until_effective():
             return await self._finish_cancelled()
 
         self._status = "running"
         self._event("run", "run.started", None, {})
-        await self._sync()
         tasks = [asyncio.create_task(self._run_app(p)) for p in plan.apps if p.action != "skip"]
         await workflow.wait_condition(
             lambda: self._cancel_reason is not None or all(t.done() for t in tasks)
@@ -118,19 +121,17 @@ class OffboardingWorkflow:
         await asyncio.gather(*tasks)
         self._status = self._derive_status()
         self._event("run", f"run.{self._status}", None, self._summary())
-        await self._sync(completed=True)
+        await self._finish()
         return self.state()
 
     async def _wait_until_effective(self) -> bool:
         """Hold for approval (burst guard) and until effective_at; False when cancelled first."""
         if self._inp.hold_for_approval:
             self._event("run", "run.held_for_approval", None, {})
-            await self._sync()
             await workflow.wait_condition(lambda: self._approved or self._cancel_reason is not None)
         effective = self._inp.effective_at
         if effective is not None and effective > workflow.now():
             self._event("run", "run.waiting", None, {"until": effective.isoformat()})
-            await self._sync()
             try:
                 await workflow.wait_condition(
                     lambda: self._cancel_reason is not None, timeout=effective - workflow.now()
@@ -146,7 +147,7 @@ class OffboardingWorkflow:
                 step.updated_at = workflow.now()
         self._status = "cancelled"
         self._event("run", "run.cancelled", None, {"reason": self._cancel_reason})
-        await self._sync(completed=True)
+        await self._finish()
         return self.state()
 
     # -- one app ----------------------------------------------------------------------------
@@ -169,12 +170,10 @@ class OffboardingWorkflow:
         """One try at an app's step; True when it ended well (verified/done/skipped)."""
         if p.action == "skip":
             self._set(p.app, "skipped", p.reason)
-            await self._sync()
             return True
         if p.action == "exception":
             self._set(p.app, "failed", p.reason)
             self._event(f"{p.app}#{attempt}", "step.failed", p.app, {"error": p.reason})
-            await self._sync()
             return False
         if p.connector == "manual":
             return await self._manual(p, attempt)
@@ -185,19 +184,16 @@ class OffboardingWorkflow:
         step_id = f"{p.app}#{attempt}"
         self._set(p.app, "running", "deprovisioning")
         self._event(step_id, "step.started", p.app, {"account": p.account})
-        await self._sync()
         mode = "delete" if p.deprovision == "delete" else "deactivate"
         try:
             result = await self._deprovision(p, step_id, mode)
             self._set(p.app, "verified", self._verified_detail(result))
-            await self._sync()
             if p.deprovision == "deactivate_then_delete" and result.state != "gone":
                 await self._delete_later(p, step_id)
         except ActivityError as exc:
             error = _cause(exc)
             self._set(p.app, "failed", error)
             self._event(step_id, "step.failed", p.app, {"error": error})
-            await self._sync()
             return False
         return True
 
@@ -224,11 +220,9 @@ class OffboardingWorkflow:
         delete_at = workflow.now() + timedelta(days=p.delete_after_days or 0)
         self._set(p.app, "verified", f"deactivated; delete due {delete_at.isoformat()}")
         self._event(step_id, "step.delete_scheduled", p.app, {"at": delete_at.isoformat()})
-        await self._sync()
         await workflow.sleep(delete_at - workflow.now())
         result = await self._deprovision(p, step_id, "delete")
         self._set(p.app, "verified", self._verified_detail(result))
-        await self._sync()
 
     @staticmethod
     def _verified_detail(result: ScimStepResult) -> str:
@@ -250,10 +244,8 @@ class OffboardingWorkflow:
         )
         if completion.outcome == "could_not_complete":
             self._set(p.app, "failed", f"could not complete: {completion.note}")
-            await self._sync()
             return False
         self._set(p.app, "done", f"{completion.outcome} by {completion.actor}: {completion.note}")
-        await self._sync()
         return True
 
     async def _human_task(
@@ -272,7 +264,6 @@ class OffboardingWorkflow:
             "waiting_human" if kind == "manual_step" else "failed",
             f"task {task_id}" if kind == "manual_step" else self._steps[p.app].detail,
         )
-        await self._sync()
         result = await workflow.execute_child_workflow(
             HumanTaskWorkflow.run,
             HumanTaskInput(
@@ -316,7 +307,6 @@ class OffboardingWorkflow:
             self._set(p.app, "failed", f"unresolved: {completion.note}")
         else:
             self._set(p.app, "done", f"resolved by hand by {completion.actor}: {completion.note}")
-        await self._sync()
         return False
 
     async def _replan(self, p: AppPlan) -> AppPlan:
@@ -336,8 +326,11 @@ class OffboardingWorkflow:
         step.status = status
         step.detail = detail
         step.updated_at = workflow.now()
-        if self._status not in ("scheduled", "cancelled"):
-            self._status = self._derive_status()
+        derived = self._derive_status()
+        # Terminal statuses are set once, by the run's end, together with completed_at.
+        if self._status not in ("scheduled", "cancelled") and derived in LIVE_STATUSES:
+            self._status = derived
+        self._dirty = True
 
     def _derive_status(self) -> RunStatus:
         statuses = {s.status for s in self._steps.values()}
@@ -372,26 +365,44 @@ class OffboardingWorkflow:
                 detail=detail,
             )
         )
+        self._dirty = True
 
-    async def _sync(self, completed: bool = False) -> None:
-        """Mirror state to the DB for the API and flush pending audit events, in one write."""
-        self._version += 1
-        events, self._pending_events = self._pending_events, []
-        await workflow.execute_activity(
-            "record_run",
-            RecordInput(
-                run_id=workflow.info().run_id,
-                workflow_id=workflow.info().workflow_id,
-                person_id=self._inp.person_id,
-                email=self._inp.email,
-                run_status=self._status,
-                steps=[s.model_copy() for s in self._steps.values()],
-                events=events,
-                completed_at=workflow.now() if completed else None,
-                version=self._version,
-            ),
-            start_to_close_timeout=_QUICK,
-        )
+    async def _mirror(self) -> None:
+        """Write state + pending audit events whenever they changed, one write at a time.
+
+        Runs beside the steps, so an app's SCIM call never waits for a status write, and
+        changes made while a write is in flight coalesce into the next one (fewer activities
+        under a burst). Writes are sequential, so the DB never sees an older snapshot last.
+        """
+        while True:
+            await workflow.wait_condition(lambda: self._dirty or self._closing)
+            if not self._dirty:
+                return
+            self._dirty = False
+            self._version += 1
+            events, self._pending_events = self._pending_events, []
+            await workflow.execute_activity(
+                "record_run",
+                RecordInput(
+                    run_id=workflow.info().run_id,
+                    workflow_id=workflow.info().workflow_id,
+                    person_id=self._inp.person_id,
+                    email=self._inp.email,
+                    run_status=self._status,
+                    steps=[s.model_copy() for s in self._steps.values()],
+                    events=events,
+                    completed_at=self._completed_at,
+                    version=self._version,
+                ),
+                start_to_close_timeout=_QUICK,
+            )
+
+    async def _finish(self) -> None:
+        """The last write: final status and completed_at, after every earlier one."""
+        self._completed_at = workflow.now()
+        self._dirty = True
+        self._closing = True
+        await self._mirror_task
 
     # -- messages ------------------------------------------------------------------------
 

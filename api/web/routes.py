@@ -17,13 +17,14 @@ import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -35,6 +36,7 @@ from api.tokens import lookup
 from config import Catalog, Settings
 from db import audit
 from db.models import HumanTask, OffboardingRun, Person, Step
+from workflows.types import Outcome
 
 SESSION_COOKIE = "offboard_session"
 LOGIN_CSRF_COOKIE = "offboard_login_csrf"
@@ -101,7 +103,8 @@ class WebRoute(APIRoute):
             except ApiError as exc:
                 if exc.status == 401:
                     return RedirectResponse("/login", status_code=303)
-                return error_page(request, exc.status, _TITLES.get(exc.status, "Error"), exc.message)
+                title = _TITLES.get(exc.status, "Error")
+                return error_page(request, exc.status, title, exc.message)
 
         return route
 
@@ -175,14 +178,16 @@ def _span(seconds: float) -> str:
     return f"{int(seconds // 86400)}d"
 
 
-def when(value: datetime | str | None) -> str:
+def when(value: datetime | str | None, seconds: bool = False) -> str:
     if value is None:
         return "—"
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     aware = _aware(value)
     assert aware is not None
-    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return aware.astimezone(UTC).strftime(
+        "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC"
+    )
 
 
 def ago(value: datetime | None) -> str:
@@ -190,7 +195,22 @@ def ago(value: datetime | None) -> str:
     if aware is None:
         return ""
     delta = (datetime.now(UTC) - aware).total_seconds()
+    if abs(delta) < 60:
+        return "just now"
     return f"{_span(delta)} ago" if delta >= 0 else f"in {_span(delta)}"
+
+
+def pretty(value: Any) -> str:
+    """An audit detail value for people: lists joined, records on their own lines."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, list):
+        if all(not isinstance(v, dict | list) for v in value):
+            return ", ".join(str(v) for v in value) or "—"
+        return "\n".join(pretty(v) for v in value)
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {pretty(v)}" for k, v in value.items())
+    return str(value)
 
 
 def due_badge(due_at: datetime | None, status: str = "open") -> dict[str, str] | None:
@@ -214,11 +234,12 @@ def app_name(catalog: Catalog, app_id: str) -> str:
 
 TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["ago"] = ago
+TEMPLATES.env.filters["pretty"] = pretty
 TEMPLATES.env.globals["due_badge"] = due_badge
 TEMPLATES.env.globals["OUTCOMES"] = OUTCOMES
 
 
-def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     token = getattr(request.state, "session_token", None)
     me: Principal | None = getattr(request.state, "principal", None)
     context = {
@@ -227,7 +248,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
         "can_runs": me is not None and me.role in ("admin", "app-admin"),
         **context,
     }
-    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
     response.headers.update(_SECURITY_HEADERS)
     return response
 
@@ -235,7 +256,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
 def error_page(
     request: Request, status: int, title: str, message: str, need: str | None = None
 ) -> HTMLResponse:
-    return render(request, "error.html", status, title=title, message=message, need=need)
+    return render(
+        request, "error.html", status, code=status, title=title, message=message, need=need
+    )
 
 
 # ----- visibility (the JSON API's rules) -----------------------------------------------------
@@ -286,14 +309,23 @@ def _person_name(session: Session, person_id: str) -> str:
 # ----- sign-in -------------------------------------------------------------------------------
 
 
-@router.get("/login")
-def login_form(request: Request, next: str = Query(default="/")) -> HTMLResponse:  # noqa: A002
+def _login_page(
+    request: Request, target: str, status: int = 200, error: str | None = None
+) -> HTMLResponse:
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = render(request, "login.html", next=_safe_next(next), login_csrf=nonce)
+    response = render(
+        request, "login.html", status, next=_safe_next(target), login_csrf=nonce, error=error
+    )
+    # Double-submit token against login CSRF (signing a victim in as someone else).
     response.set_cookie(
         LOGIN_CSRF_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict", path="/login"
     )
     return response
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = Query(default="/")) -> HTMLResponse:
+    return _login_page(request, next)
 
 
 @router.post("/login")
@@ -303,24 +335,16 @@ def login(
     settings: SettingsDep,
     token: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/",  # noqa: A002
+    next: Annotated[str, Form()] = "/",
 ) -> Response:
     target = _safe_next(next)
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not nonce or not hmac.compare_digest(nonce, csrf_token):
-        return login_form(request, target)
+        return _login_page(request, target, 403, "The sign-in form expired. Please try again.")
     token = token.strip()
     row = lookup(session, token) if token else None
     if row is None:
-        response = render(
-            request,
-            "login.html",
-            401,
-            next=target,
-            login_csrf=nonce,
-            error="That token is unknown or revoked.",
-        )
-        return response
+        return _login_page(request, target, 401, "That token is unknown or revoked.")
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -351,9 +375,7 @@ def logout(settings: SettingsDep) -> Response:
 def inbox(
     request: Request, principal: WebPrincipal, session: SessionDep, catalog: CatalogDep
 ) -> HTMLResponse:
-    open_query = (
-        select(HumanTask).where(HumanTask.status == "open").order_by(col(HumanTask.due_at))
-    )
+    open_query = select(HumanTask).where(HumanTask.status == "open").order_by(col(HumanTask.due_at))
     tasks = [t for t in session.exec(open_query).all() if can_see(principal, t, catalog)]
     closed_query = (
         select(HumanTask)
@@ -434,7 +456,8 @@ def _store_evidence(source: IO[bytes], folder: Path) -> str:
             while chunk := source.read(1 << 20):
                 size += len(chunk)
                 if size > MAX_EVIDENCE_BYTES:
-                    raise ValueError(f"evidence files are limited to {MAX_EVIDENCE_BYTES >> 20} MiB")
+                    limit = MAX_EVIDENCE_BYTES >> 20
+                    raise ValueError(f"evidence files are limited to {limit} MiB")
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:
@@ -465,7 +488,9 @@ async def complete_form(
     form = {"outcome": outcome, "note": note}
 
     def again(error: str, status: int) -> HTMLResponse:
-        return _task_page(request, session, catalog, principal, task, status, error=error, form=form)
+        return _task_page(
+            request, session, catalog, principal, task, status, error=error, form=form
+        )
 
     if outcome not in OUTCOMES:
         return again("Choose an outcome.", 422)
@@ -480,9 +505,8 @@ async def complete_form(
         except ValueError as exc:
             return again(f"Evidence not accepted: {exc}.", 422)
     try:
-        await complete(
-            session, catalog, client, principal, task_id, outcome, note.strip(), sha256  # type: ignore[arg-type]
-        )
+        chosen = cast("Outcome", outcome)
+        await complete(session, catalog, client, principal, task_id, chosen, note.strip(), sha256)
     except ApiError as exc:
         if exc.status == 404:
             raise
@@ -504,15 +528,18 @@ def runs_page(
 ) -> HTMLResponse:
     _require_runs_role(principal)
     query = select(OffboardingRun).order_by(col(OffboardingRun.created_at).desc()).limit(200)
+    counting = select(OffboardingRun.status, func.count()).group_by(OffboardingRun.status)
+    if principal.role != "admin":
+        mine = col(OffboardingRun.run_id).in_(
+            select(Step.run_id).where(col(Step.app).in_(owned_apps(principal, catalog)))
+        )
+        query = query.where(mine)
+        counting = counting.where(mine)
     if status in RUN_STATUSES:
         query = query.where(OffboardingRun.status == status)
     else:
         status = ""
-    if principal.role != "admin":
-        owned = owned_apps(principal, catalog)
-        query = query.where(
-            col(OffboardingRun.run_id).in_(select(Step.run_id).where(col(Step.app).in_(owned)))
-        )
+    counts = {row[0]: row[1] for row in session.exec(counting).all()}
     runs = session.exec(query).all()
     steps: dict[str, list[Step]] = {}
     if runs:
@@ -526,6 +553,7 @@ def runs_page(
         steps=steps,
         status=status,
         statuses=RUN_STATUSES,
+        counts=counts,
         audit_link=principal.role == "admin",
     )
 
@@ -537,7 +565,8 @@ def _run_context(session: Session, catalog: Catalog, run: OffboardingRun) -> dic
     tasks = session.exec(
         select(HumanTask).where(HumanTask.run_id == run.run_id).order_by(col(HumanTask.created_at))
     ).all()
-    return {"run": view, "live": run.status in LIVE, "tasks": tasks}
+    names = {a.id: a.name for a in catalog.apps}
+    return {"run": view, "live": run.status in LIVE, "tasks": tasks, "app_names": names}
 
 
 @router.get("/runs/{run_id}")
