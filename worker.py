@@ -12,6 +12,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.campaign import CampaignActivities
 from activities.deprovision import DeprovisionActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
@@ -19,11 +20,12 @@ from activities.records import RecordActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
 from db.session import get_engine
+from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
 from workflows.offboarding import OffboardingWorkflow
 from workflows.plan import PlanWorkflow
 
-WORKFLOWS = [OffboardingWorkflow, HumanTaskWorkflow, PlanWorkflow]
+WORKFLOWS = [OffboardingWorkflow, HumanTaskWorkflow, PlanWorkflow, AccessReviewCampaignWorkflow]
 
 
 def secret(value: SecretStr | None) -> str | None:
@@ -45,6 +47,7 @@ def build_worker(
     plan = PlanActivities(catalog, registry, sessions)
     deprovision = DeprovisionActivities(catalog, registry, sessions)
     records = RecordActivities(sessions)
+    campaign = CampaignActivities(catalog, registry, sessions, settings.effective_public_url)
     notify = NotifyActivities(
         settings.effective_public_url,
         smtp_url=secret(settings.smtp_url),
@@ -63,6 +66,17 @@ def build_worker(
             records.record_task,
             notify.notify_email,
             notify.notify_chat,
+            campaign.begin,
+            campaign.collect_scim,
+            campaign.classify,
+            campaign.sync,
+            campaign.notify,
+            campaign.close_review,
+            campaign.next_revocations,
+            campaign.record_revocations,
+            campaign.revocation_tasks,
+            campaign.resolve_revocations,
+            campaign.finish,
         ],
         # Sync activities are DB writes; the pool bounds concurrent connections.
         activity_executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),

@@ -15,6 +15,7 @@ from activities.errors import to_application_error
 from config import Catalog
 from connectors.base import ConnectorError, ReadBack
 from connectors.registry import ConnectorRegistry
+from connectors.scim import ScimConnector
 from db import audit
 from workflows.types import AuditEventIn, ScimStepInput, ScimStepResult
 
@@ -46,13 +47,19 @@ class DeprovisionActivities:
         outcome: Literal["deactivated", "deleted", "gone"]
         removed: list[str] = []
         if inp.mode == "delete":
+            # Groups first, while the account still resolves: some apps keep deleted users in
+            # their groups' member lists, others refuse member changes for a deleted user.
+            if scim.remove_groups:
+                removed = await connector.remove_groups(inp.account_id)
             outcome = await connector.delete(inp.account_id)
         else:
             outcome = await connector.deactivate(inp.account_id)
-            if outcome != "gone" and scim.remove_groups:
+            # Even when the account is already gone: stale memberships still grant access
+            # if the account is ever restored, and some apps list deleted users in groups.
+            if scim.remove_groups:
                 removed = await connector.remove_groups(inp.account_id)
         gone_expected = scim.gone_after_deactivate_ok or inp.mode == "delete" or outcome == "gone"
-        state = await self._read_back(inp, gone_expected)
+        state = await self._read_back(connector, inp, gone_expected)
         now = datetime.now(UTC).isoformat()
 
         def event(kind: str, detail: dict[str, object]) -> AuditEventIn:
@@ -69,29 +76,37 @@ class DeprovisionActivities:
         events = [event(f"scim.{outcome}", {"mode": inp.mode})]
         if removed:
             events.append(event("scim.groups_removed", {"groups": removed}))
-        events.append(event("step.verified", {"read_back": state}))
+        verified: dict[str, object] = {"read_back": state}
+        if inp.mode == "delete" and state == "inactive":
+            verified["note"] = "the app keeps deleted accounts, deactivated"
+        events.append(event("step.verified", verified))
         await asyncio.to_thread(audit.append, self._sessions, events)
         return ScimStepResult(outcome=outcome, groups_removed=removed, state=state)
 
     async def _read_back(
-        self, inp: ScimStepInput, gone_expected: bool
+        self, connector: ScimConnector, inp: ScimStepInput, gone_expected: bool
     ) -> Literal["inactive", "gone"]:
-        """Read the account until the app confirms it; a server may apply writes lazily."""
+        """Read the account until the app confirms it; a server may apply writes lazily.
+
+        Verified means: gone (404; after a deactivation only if the app is known to
+        soft-delete), or inactive -- also after a DELETE, for apps whose DELETE only
+        deactivates -- and, when we manage groups, in no group any more.
+        """
         last = ReadBack(state="active")
-        connector = self._registry.scim(inp.app)
         for attempt in range(READ_BACK_TRIES):
             last = await connector.read_back(inp.account_id)
-            if last.state == "gone":
-                if gone_expected:
-                    return "gone"
+            if last.state == "gone" and not gone_expected:
                 raise ApplicationError(
                     f"{inp.app}: account {inp.account_id} vanished after deactivation; "
-                    "set gone_after_deactivate_ok if the app soft-deletes",
+                    "set gone_after_deactivate_ok: true if the app soft-deletes",
                     type="verify",
                     non_retryable=True,
                 )
-            if last.state == "inactive" and (inp.mode == "delete" or not last.groups):
-                return "inactive"
+            if last.state != "active" and not last.groups:
+                return last.state
             await asyncio.sleep(0.1 * (attempt + 1))
-        still = "still active" if last.state == "active" else f"still in {', '.join(last.groups)}"
+        if last.state == "active":
+            still = "still active"
+        else:
+            still = f"{last.state} but still in {', '.join(last.groups)}"
         raise ApplicationError(f"{inp.app}: read back: account {still}", type="verify")

@@ -35,7 +35,10 @@ class RecordActivities:
     @activity.defn(name="record_run")
     def record_run(self, inp: RecordInput) -> int:
         def mirror(session: Session) -> None:
-            run = session.get(OffboardingRun, inp.run_id)
+            # FOR UPDATE: a concurrent snapshot of this run waits here and then reads the
+            # committed version, so an older one can't overwrite a newer one (PostgreSQL's READ
+            # COMMITTED would otherwise let it); SQLite serialises writers and ignores the clause.
+            run = session.get(OffboardingRun, inp.run_id, with_for_update=True)
             if run is None:
                 run = OffboardingRun(
                     run_id=inp.run_id,

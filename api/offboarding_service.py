@@ -117,8 +117,23 @@ async def start_offboarding(
     return run_id, False
 
 
+def run_views(session: Session, runs: list[OffboardingRun]) -> list[dict[str, Any]]:
+    """Runs with their steps, in one query for all steps (lists stay cheap)."""
+    ids = [r.run_id for r in runs]
+    by_run: dict[str, list[Step]] = {i: [] for i in ids}
+    if ids:
+        for step in session.exec(
+            select(Step).where(col(Step.run_id).in_(ids)).order_by(col(Step.app))
+        ):
+            by_run[step.run_id].append(step)
+    return [_view(run, by_run[run.run_id]) for run in runs]
+
+
 def run_view(session: Session, run: OffboardingRun) -> dict[str, Any]:
-    steps = session.exec(select(Step).where(Step.run_id == run.run_id).order_by(Step.app)).all()
+    return run_views(session, [run])[0]
+
+
+def _view(run: OffboardingRun, steps: list[Step]) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "workflow_id": run.workflow_id,

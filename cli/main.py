@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
+from cli.campaign import campaign_app
 from config import Catalog, CatalogError, Settings, get_settings, load_catalog
 from db import audit
 from db.migrate import upgrade
@@ -26,13 +27,14 @@ apps_app = typer.Typer(no_args_is_help=True, help="The app catalog.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(apps_app, name="apps")
+app.add_typer(campaign_app, name="campaign")
 err = Console(stderr=True)
 
 
-def _settings() -> Settings:
+def _settings(dev_address: bool = True) -> Settings:
     settings = get_settings()
     configure_logging(settings.log_format)
-    if settings.temporal_address is None:
+    if dev_address and settings.temporal_address is None:
         # `offboard dev` writes where its embedded server listens, for CLI calls beside it.
         address_file = settings.data_dir / "temporal-address"
         if address_file.exists():
@@ -63,7 +65,7 @@ def dev(
     """Run everything embedded: Temporal dev server, worker, API + UI."""
     from devstack.stack import DevStack
 
-    stack = DevStack(_settings(), demo=demo)
+    stack = DevStack(_settings(dev_address=False), demo=demo)
     # SIGTERM is handled like Ctrl-C so a supervisor stops every child too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -204,3 +206,6 @@ def apps_list() -> None:
     for a in catalog.apps:
         table.add_row(a.id, a.name, a.connector, ", ".join(a.owners))
     Console().print(table)
+
+
+from cli import apps_check as _apps_check  # noqa: E402, F401 (registers `apps check`)

@@ -29,33 +29,32 @@ def scim_http_client(settings: ScimSettings) -> httpx.AsyncClient:
     )
 
 
+def require_credentials(app_id: str, settings: ScimSettings, env: Mapping[str, str]) -> None:
+    missing = [name for name in settings.credential_envs if not env.get(name)]
+    if missing:
+        names = " and ".join(f"${name}" for name in missing)
+        raise ConfigError(f"{app_id}: no credentials: environment variable {names} is not set")
+
+
 def scim_credentials(
     app_id: str, settings: ScimSettings, client: httpx.AsyncClient, env: Mapping[str, str]
 ) -> Credentials:
     """Credentials from the env vars the catalog names; ConfigError names a missing one."""
-
-    def secret(name: str | None) -> str:
-        value = env.get(name) if name else None
-        if not value:
-            raise ConfigError(
-                f"{app_id}: no credentials: environment variable ${name} is not set"
-            )
-        return value
-
+    require_credentials(app_id, settings, env)
     if settings.auth == "oauth2":
         assert settings.token_url and settings.client_id_env and settings.client_secret_env
         return OAuth2ClientCredentials(
             app_id,
             settings.token_url,
-            secret(settings.client_id_env),
-            SecretStr(secret(settings.client_secret_env)),
+            env[settings.client_id_env],
+            SecretStr(env[settings.client_secret_env]),
             client=client,
             client_id_env=settings.client_id_env,
             client_secret_env=settings.client_secret_env,
             scope=settings.scope,
         )
     assert settings.token_env
-    return BearerToken(SecretStr(secret(settings.token_env)), settings.token_env)
+    return BearerToken(SecretStr(env[settings.token_env]), settings.token_env)
 
 
 class ConnectorRegistry:
@@ -72,15 +71,14 @@ class ConnectorRegistry:
         app = self.catalog.app(app_id)
         if app.scim is None:
             raise ConfigError(f"{app_id}: not a SCIM app in the catalog")
+        # Checked before anything is built or cached: once the env var is set, a retried step
+        # works without restarting the worker.
+        require_credentials(app_id, app.scim, self._env)
         client = scim_http_client(app.scim)
-        try:
-            credentials = scim_credentials(app_id, app.scim, client, self._env)
-        except ConfigError:
-            # Not cached: setting the env var and retrying the step must work.
-            self._clients.append(client)
-            raise
         self._clients.append(client)
-        connector = ScimConnector(app_id, app.scim, client, credentials)
+        connector = ScimConnector(
+            app_id, app.scim, client, scim_credentials(app_id, app.scim, client, self._env)
+        )
         self._scim[app_id] = connector
         return connector
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 from pydantic import SecretStr, ValidationError
-from scim2_models import Error, Group, PatchOp, PatchOperation, User
+from scim2_models import Error, Group, PatchOp, User
 
 from config import ScimSettings
 from connectors.auth import BearerToken, Credentials
@@ -44,6 +44,8 @@ log = structlog.get_logger("offboard.scim")
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
+# Asked for when listing a member's groups (RFC 7644 3.4.2.5).
+GROUP_PROJECTION = "displayName,members.value"
 # When a 429 carries no (readable) Retry-After.
 DEFAULT_RETRY_AFTER = 5.0
 
@@ -158,10 +160,12 @@ def _group_name(group: dict[str, Any]) -> str:
     return str(group.get("displayName") or group["id"])
 
 
-def _patch_body(model: type[User] | type[Group], operation: PatchOperation) -> dict[str, Any]:
-    body: dict[str, Any] = PatchOp[model](operations=[operation]).model_dump(  # type: ignore[valid-type]
-        mode="json", exclude_none=True
+def _patch_body(model: type[User[Any]] | type[Group], operation: dict[str, Any]) -> dict[str, Any]:
+    """A PatchOp message, validated by scim2-models against the resource's schema."""
+    message = PatchOp[model].model_validate(  # type: ignore[valid-type]
+        {"schemas": [PATCH_SCHEMA], "Operations": [operation]}
     )
+    body: dict[str, Any] = message.model_dump(mode="json", exclude_none=True)
     return body
 
 
@@ -391,9 +395,9 @@ class ScimConnector:
         path = self._user_path(account_id)
         style = self.settings.patch_style
         if style != "put_fallback":
-            forms = {
-                "path": PatchOperation(op="replace", path="active", value=False),
-                "pathless": PatchOperation(op="replace", value={"active": False}),
+            forms: dict[str, dict[str, Any]] = {
+                "path": {"op": "replace", "path": "active", "value": False},
+                "pathless": {"op": "replace", "value": {"active": False}},
             }
             other = "pathless" if style == "path" else "path"
             result = await self._patch_forms(
@@ -426,8 +430,8 @@ class ScimConnector:
     async def _patch_forms(
         self,
         path: str,
-        model: type[User] | type[Group],
-        forms: list[tuple[str, PatchOperation]],
+        model: type[User[Any]] | type[Group],
+        forms: list[tuple[str, dict[str, Any]]],
         setting: str,
     ) -> PatchResult:
         """Try the configured PATCH form, then the other one if the app rejects it (400).
@@ -492,9 +496,7 @@ class ScimConnector:
             change(resource)
             resource.pop("meta", None)
             headers = {"If-Match": str(version)} if version else {}
-            put = await self._request(
-                "PUT", path, body=resource, headers=headers, allow=(404, 412)
-            )
+            put = await self._request("PUT", path, body=resource, headers=headers, allow=(404, 412))
             if put.status_code == 404:
                 return "gone"
             if put.status_code != 412:
@@ -518,7 +520,17 @@ class ScimConnector:
         if self._member_filter_ok:
             member_filter = f"members.value eq {escape_filter_value(account_id)}"
             try:
-                groups = [g async for g in self._paged("/Groups", {"filter": member_filter})]
+                # Only names and member ids: big groups are most of the bytes (and of the
+                # server's time). A group the filter matched must list members; if one does
+                # not, the projection was not understood and we ask again for everything.
+                groups = [
+                    g
+                    async for g in self._paged(
+                        "/Groups", {"filter": member_filter, "attributes": GROUP_PROJECTION}
+                    )
+                ]
+                if any("members" not in g for g in groups):
+                    groups = [g async for g in self._paged("/Groups", {"filter": member_filter})]
             except RejectedError as exc:
                 self._member_filter_ok = False
                 log.warning(
@@ -534,13 +546,16 @@ class ScimConnector:
     async def _remove_member(self, group_id: str, account_id: str) -> None:
         path = f"/Groups/{quote(group_id, safe='')}"
         if self.settings.patch_style != "put_fallback":
-            forms = {
-                "filter_path": PatchOperation(
-                    op="remove", path=f"members[value eq {escape_filter_value(account_id)}]"
-                ),
-                "value_array": PatchOperation(
-                    op="remove", path="members", value=[{"value": account_id}]
-                ),
+            forms: dict[str, dict[str, Any]] = {
+                "filter_path": {
+                    "op": "remove",
+                    "path": f"members[value eq {escape_filter_value(account_id)}]",
+                },
+                "value_array": {
+                    "op": "remove",
+                    "path": "members",
+                    "value": [{"value": account_id}],
+                },
             }
             first = self.settings.group_member_removal
             other = "value_array" if first == "filter_path" else "filter_path"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -113,6 +113,28 @@ def _append_one(session: Session, event: AuditEventIn) -> bool:
     return True
 
 
+# First key of the two-key advisory lock: namespaces offboard's per-person chain locks.
+CHAIN_LOCK_SPACE = 0x6F666262  # "offb"
+
+
+def lock_chains(session: Session, person_ids: Iterable[str]) -> None:
+    """Make concurrent appends to one person's chain take turns, on PostgreSQL.
+
+    Without it, writers that read the same head race on the unique (person_id, seq) and all but
+    one roll back and retry: correct, but under load most transactions are thrown away and the
+    retry budget can run out. A transaction-scoped advisory lock per person (taken in sorted
+    order, so two batches never deadlock) queues them instead; it is released at commit or
+    rollback. SQLite already serialises writers (one write lock per file).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for person_id in sorted(set(person_ids)):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:person))"),
+            {"space": CHAIN_LOCK_SPACE, "person": person_id},
+        )
+
+
 def with_retry(fn: Callable[[], T], attempts: int = 50) -> T:
     """Run a write transaction, again after a lost race (unique seq) or a locked SQLite file."""
     for attempt in range(attempts):
@@ -132,13 +154,16 @@ def append(
 ) -> int:
     """Append events (and optionally other writes) in one transaction; returns how many were new.
 
-    The whole batch is retried on a lost race, so a person's chain never forks: the unique
-    (person_id, seq) constraint makes the loser re-read the head.
+    On PostgreSQL, writers to the same person queue on a per-person lock before reading the
+    head. The whole batch is still retried on a lost race (SQLite's busy file, a conflict the
+    lock does not cover), and the unique (person_id, seq) constraint keeps a chain from forking
+    whatever happens: the loser re-reads the head.
     """
     batch = list(events)
 
     def attempt() -> int:
         with session_factory() as session:
+            lock_chains(session, (e.person_id for e in batch))
             written = sum(_append_one(session, e) for e in batch)
             if extra is not None:
                 extra(session)

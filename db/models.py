@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -113,3 +113,65 @@ class AuditEvent(SQLModel, table=True):
     step_id: str
     hash: str
     prev_hash: str
+
+
+class Campaign(SQLModel, table=True):
+    """An access-review campaign; its id is also its workflow id."""
+
+    __tablename__ = "campaigns"
+    id: str = Field(primary_key=True)
+    workflow_id: str
+    name: str
+    apps: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reviewer_mode: str = "manager"
+    on_no_decision: str = "keep"
+    due_in_days: float = 14
+    status: str = Field(default="collecting", index=True)
+    trigger: str = "api"
+    created_by: str = "offboard"
+    created_at: datetime = Field(default_factory=utcnow)
+    due_at: datetime
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    completed_at: datetime | None = None
+    # Per app: {status, accounts, detail} (collection progress, mirrored by the workflow).
+    app_state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state_version: int = 0
+
+
+class CampaignItem(SQLModel, table=True):
+    """One account in one app under review, with its decision and the revocation's outcome."""
+
+    __tablename__ = "campaign_items"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "app", "account_id", name="uq_campaign_item_account"),
+        Index("ix_campaign_items_reviewer", "campaign_id", "reviewer"),
+        Index("ix_campaign_items_order", "campaign_id", "risk", "app", "account"),
+        Index("ix_campaign_items_revocation", "campaign_id", "revocation"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str
+    app: str
+    account: str
+    account_id: str
+    account_email: str | None = None
+    display_name: str | None = None
+    last_sign_in: str | None = None
+    groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Set when classified (SCIM items at once, uploaded CSV rows right after the upload).
+    classification: str | None = None
+    risk: int = 9
+    person_id: str | None = None
+    person_email: str | None = None
+    person_name: str | None = None
+    # Whose audit trail the item's revocation lands on: HR id, else the lower-cased email.
+    trail_id: str = ""
+    reviewer: str | None = None
+    decision: str = "pending"
+    justification: str = ""
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    auto_decided: bool = False
+    revocation: str | None = None
+    revocation_detail: str = ""
+    verified_at: datetime | None = None

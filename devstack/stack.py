@@ -99,13 +99,19 @@ class DevStack:
             self.catalog = self._start_demo()
         else:
             self.catalog = load_catalog(self.settings.catalog)
-        self.temporal = TemporalDevServer(self.settings.data_dir / "temporal.db", ui=True).start()
-        (self.settings.data_dir / "temporal-address").write_text(self.temporal.address)
+        address = self.settings.temporal_address
+        if address is None:
+            self.temporal = TemporalDevServer(self.settings.data_dir / "temporal.db", ui=True)
+            self.temporal.start()
+            address = self.temporal.address
+            self.settings = self.settings.model_copy(update={"temporal_address": address})
+        (self.settings.data_dir / "temporal-address").write_text(address)
         self.admin_token = ensure_admin_token(self.settings)
+        ui = self.temporal.ui_url if self.temporal else None
         self.urls = {
             "api": f"http://{self.settings.host}:{self.settings.port}",
-            "temporal_ui": self.temporal.ui_url or "",
-            "temporal": self.temporal.address,
+            "temporal_ui": ui or "(external Temporal: use its own UI)",
+            "temporal": address,
         }
 
     def _start_demo(self) -> Catalog:
@@ -136,8 +142,8 @@ class DevStack:
         return parse_catalog(text, "demo catalog")
 
     async def serve(self) -> None:
-        assert self.temporal is not None and self.catalog is not None
-        settings = self.settings.model_copy(update={"temporal_address": self.temporal.address})
+        assert self.catalog is not None
+        settings = self.settings
         client = await connect_with_retry(settings)
         registry = ConnectorRegistry(self.catalog)
         worker = build_worker(client, settings, self.catalog, registry)

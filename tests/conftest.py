@@ -23,8 +23,8 @@ import uvicorn
 from pydantic import SecretStr
 from sqlmodel import Session
 from temporalio.client import Client
-from temporalio.service import RPCError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -330,10 +330,14 @@ class PostgresServer:
         self.log_file = self.root / "server.log"
         self._as_root = os.geteuid() == 0
         os.chmod(self.root, 0o755)  # noqa: S103 (postgres must traverse it; the data dir is 0700)
-        if self._as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
         self.running = False
+        try:
+            if self._as_root:
+                shutil.chown(self.root, "postgres", "postgres")
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     def _cmd(self, tool: str, *args: str) -> list[str]:
         cmd = [str(self.bin / tool), *args]
@@ -357,9 +361,10 @@ class PostgresServer:
         self.running = True
 
     def stop(self) -> None:
-        if self.running:
+        # By the pid file, not the flag: a start that timed out may still have left a server.
+        if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-            self.running = False
+        self.running = False
 
     def new_database(self) -> str:
         """CREATE a fresh, empty database and return its SQLAlchemy URL."""
@@ -380,7 +385,15 @@ class PostgresServer:
 def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer()
     try:
-        server.start()
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except RuntimeError:  # the free port was taken meanwhile: another one
+                server.stop()
+                if attempt == 2:
+                    raise
+                server.port = free_port(server.host)
         yield server
     finally:
         server.close()

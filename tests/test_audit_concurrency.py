@@ -12,7 +12,8 @@ import multiprocessing
 import traceback
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import func
@@ -22,13 +23,15 @@ from db import audit
 from db.migrate import upgrade
 from db.models import AuditEvent
 from db.session import get_engine
-from tests.conftest import PostgresServer
 from workflows.types import AuditEventIn
+
+if TYPE_CHECKING:  # the worker processes import this module: keep them off conftest's imports
+    from tests.conftest import PostgresServer
 
 pytestmark = pytest.mark.slow
 
 PERSON = "E4242"
-WRITERS = 10
+WRITERS = 4
 EVENTS_PER_WRITER = 50
 DUPLICATE_BATCH = 20
 
@@ -128,6 +131,9 @@ def test_concurrent_writers_keep_one_gapless_verified_chain(
     for w in range(WRITERS):
         mine = [r.step_id for r in rows if r.workflow_id == f"offboard-{w}"]
         assert mine == [f"s{i}" for i in range(EVENTS_PER_WRITER)]
+    # The writers really overlapped: the chain interleaves them instead of one after another.
+    switches = sum(a.workflow_id != b.workflow_id for a, b in pairwise(rows))
+    assert switches > WRITERS, f"writers ran one after another ({switches} switches)"
     # The duplicate batch landed in one transaction: its events are contiguous in the chain.
     dup_seqs = [r.seq for r in rows if r.workflow_id == "offboard-dup"]
     assert dup_seqs == list(range(dup_seqs[0], dup_seqs[0] + DUPLICATE_BATCH))

@@ -12,15 +12,18 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from api.app import create_app
 from api.tokens import create_token
 from api.web.routes import csrf_token
 from config import Settings, parse_catalog
+from db import audit
 from db.migrate import upgrade
+from db.models import AuditEvent
 from db.session import get_engine
 from tests.conftest import CATALOG, Stack, steps, terminated
+from workflows.types import AuditEventIn
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,10 +39,16 @@ IT_LEAD = "it-lead@example.com"  # an owner of iManage
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+def chromium() -> str:
     assert Path(CHROMIUM).exists(), "install Debian's Chromium: apt-get install -y chromium"
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    # Debian's Chromium, never a downloaded browser build; plain launch = a fresh temp profile.
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
 
@@ -51,6 +60,7 @@ async def sign_in(browser: Browser, base_url: str, token: str) -> tuple[BrowserC
     page = await context.new_page()
     await page.goto("/")
     await expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+    await page.screenshot(path=str(ARTIFACTS / "login.png"))
     await page.fill("#token", token)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{base_url}/")
@@ -109,9 +119,12 @@ async def test_helpdesk_completes_task_in_browser_and_run_completes(
     refused = await page.goto(f"/runs/{run_id}")
     assert refused is not None and refused.status == 403
     await expect(page.locator(".need")).to_contain_text("admin")
+    await page.screenshot(path=str(ARTIFACTS / "forbidden.png"))
 
     # iManage's owner watches the run live while the helpdesk works the task.
     lead, watch = await sign_in(browser, base, stack.token("app-admin", IT_LEAD))
+    console_errors: list[str] = []
+    watch.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     await watch.goto(f"/runs/{run_id}")
     live = watch.locator("#run-live")
     await expect(live).to_have_attribute("data-status", "waiting_human")
@@ -126,6 +139,7 @@ async def test_helpdesk_completes_task_in_browser_and_run_completes(
     evidence = tmp_path / "control-center.png"
     evidence.write_bytes(b"\x89PNG fake screenshot of the disabled account")
     await page.set_input_files("#evidence", str(evidence))
+    await page.screenshot(path=str(ARTIFACTS / "task.png"), full_page=True)
     await page.get_by_role("button", name="Mark complete").click()
     await expect(page).to_have_url(f"{base}/tasks/{task['id']}?completed=1")
     await expect(page.locator(".alert-ok")).to_contain_text("Task completed")
@@ -136,6 +150,7 @@ async def test_helpdesk_completes_task_in_browser_and_run_completes(
     await expect(live.locator("tr[data-app=ironclad]")).to_contain_text("verified")
     await expect(live).not_to_have_attribute("hx-trigger", re.compile(".*"))
     await watch.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
+    assert console_errors == []  # e.g. nothing blocked by the Content-Security-Policy
 
     run = await stack.run(run_id)
     assert run["status"] == "completed"
@@ -153,9 +168,15 @@ async def test_helpdesk_completes_task_in_browser_and_run_completes(
     await expect(audit_page.locator(".chain")).to_contain_text("Chain verified")
     await expect(audit_page.locator(".event")).to_have_count(len(trail["events"]))
     await audit_page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
-    await audit_page.goto("/runs?status=completed")
-    await expect(audit_page.locator("tbody tr")).to_have_count(1)
+    await audit_page.goto("/runs")
+    await expect(audit_page.locator("tbody tr")).to_have_count(2)
     await audit_page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
+    await audit_page.get_by_role("link", name="completed 1").click()
+    await expect(audit_page).to_have_url(f"{base}/runs?status=completed")
+    chip = audit_page.get_by_role("link", name="completed 1")
+    await expect(chip).to_have_attribute("aria-current", "true")
+    await expect(audit_page.locator("tbody tr")).to_have_count(1)
+    await expect(audit_page.locator("tbody tr")).to_contain_text(dave.email)
     for context in (helpdesk, lead, admin):
         await context.close()
 
@@ -234,6 +255,41 @@ async def test_pages_redirect_to_login_and_name_the_needed_role(tmp_path: Path) 
         out = await http.get("/logout")
         assert out.status_code == 303
         assert (await http.get("/")).status_code == 303
+
+
+async def test_audit_page_shows_the_chain_check(tmp_path: Path) -> None:
+    http, settings = await _client(tmp_path, None)
+    engine = get_engine(settings.effective_database_url)
+    events = [
+        AuditEventIn(
+            person_id="E7",
+            workflow_id="offboard-E7",
+            step_id=str(n),
+            kind=kind,
+            at=f"2026-01-0{n}T10:00:00+00:00",
+            detail={"apps": [{"app": "ironclad", "action": "deprovision"}], "n": n},
+        )
+        for n, kind in enumerate(("run.planned", "step.started", "run.completed"), start=1)
+    ]
+    audit.append(lambda: Session(engine), events)
+    async with http:
+        await _login(http, _token(settings, "admin", "admin@example.com"))
+        page = await http.get("/people/E7/audit")
+        assert page.status_code == 200
+        assert "Chain verified." in page.text
+        assert "app ironclad · action deprovision" in page.text
+        with Session(engine) as session:
+            row = session.exec(
+                select(AuditEvent).where(AuditEvent.person_id == "E7", AuditEvent.seq == 2)
+            ).one()
+            row.detail = {"n": 99}
+            session.add(row)
+            session.commit()
+        page = await http.get("/people/E7/audit")
+        assert "Chain broken at seq 2" in page.text
+        assert page.text.count("event event-bad") == 2
+        missing = await http.get("/people/nobody/audit")
+        assert missing.status_code == 404
 
 
 def test_csrf_token_is_bound_to_the_session() -> None:

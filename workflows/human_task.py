@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows.types import (
@@ -42,11 +42,15 @@ class HumanTaskWorkflow:
         self._task = task
         created = workflow.now()
         due = created + timedelta(hours=task.sla_hours)
-        await self._record("open", due, "task.created", {"assignees": task.assignees})
-        await self._notify("assigned", task.assignees, due)
         try:
+            await self._record("open", due, "task.created", {"assignees": task.assignees})
+            await self._notify("assigned", task.assignees, due)
             await self._remind_until_done(created, due)
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            # A cancel may land in any await (a retry cancels an exception task at once):
+            # wherever it lands, the row must end cancelled and the assignees be told.
+            if not is_cancelled_exception(exc):
+                raise
             await asyncio.shield(self._cancelled(due))
             raise
         assert self._completion is not None
@@ -141,6 +145,8 @@ class HumanTaskWorkflow:
                 )
                 event.detail["outcome"] = outcome
             except ActivityError as exc:
+                if is_cancelled_exception(exc):
+                    raise
                 event.kind = f"notify.{kind}.failed"
                 event.detail["error"] = str(exc.cause or exc)
             events.append(event)

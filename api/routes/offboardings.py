@@ -23,7 +23,13 @@ from api.deps import (
     owned_apps,
 )
 from api.errors import ApiError
-from api.offboarding_service import LIVE, resolve_person, run_view, start_offboarding
+from api.offboarding_service import (
+    LIVE,
+    resolve_person,
+    run_view,
+    run_views,
+    start_offboarding,
+)
 from db.models import OffboardingRun
 from workflows.offboarding import OffboardingWorkflow
 from workflows.plan import PlanWorkflow
@@ -100,12 +106,14 @@ def list_offboardings(
     session: SessionDep,
     catalog: CatalogDep,
     status: str | None = Query(default=None),
+    limit: int = Query(default=100, ge=1, le=5000),
+    offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
-    query = select(OffboardingRun).order_by(col(OffboardingRun.created_at).desc()).limit(500)
+    query = select(OffboardingRun).order_by(col(OffboardingRun.created_at).desc())
     if status:
         query = query.where(OffboardingRun.status == status)
-    views = [run_view(session, r) for r in session.exec(query).all()]
-    return [v for v in views if _visible(v, principal, catalog)]
+    runs = list(session.exec(query.offset(offset).limit(limit)).all())
+    return [v for v in run_views(session, runs) if _visible(v, principal, catalog)]
 
 
 def _run(session: SessionDep, run_id: str) -> OffboardingRun:

@@ -28,7 +28,14 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CatalogDep, Principal, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    CatalogDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    owned_apps,
+)
 from api.errors import ApiError
 from api.offboarding_service import LIVE, run_view
 from api.routes.tasks import can_see, complete
@@ -47,6 +54,7 @@ OUTCOMES = {
     "not_applicable": "Not applicable: no account there",
     "could_not_complete": "Could not complete: needs an admin",
 }
+STAFF = ("admin", "app-admin")  # who may see runs (app admins: runs of the apps they own)
 RUN_STATUSES = ("scheduled", "running", "waiting_human", "completed", "failed", "cancelled")
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -245,7 +253,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     context = {
         "me": me,
         "csrf": csrf_token(token) if token else "",
-        "can_runs": me is not None and me.role in ("admin", "app-admin"),
+        "can_runs": me is not None and me.role in STAFF,
         **context,
     }
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
@@ -264,15 +272,8 @@ def error_page(
 # ----- visibility (the JSON API's rules) -----------------------------------------------------
 
 
-def owned_apps(principal: Principal, catalog: Catalog) -> set[str]:
-    email = (principal.email or "").lower()
-    if not email:
-        return set()
-    return {a.id for a in catalog.apps if email in {o.lower() for o in a.owners}}
-
-
 def _require_runs_role(principal: Principal) -> None:
-    if principal.role not in ("admin", "app-admin"):
+    if principal.role not in STAFF:
         raise Refused(
             403,
             "Runs need the admin or app-admin role",
@@ -288,10 +289,11 @@ def _visible_run(
     run = session.get(OffboardingRun, run_id)
     if run is None:
         raise Refused(404, "Run not found", f"There is no offboarding run {run_id}.")
-    if principal.role == "admin":
+    owned = owned_apps(principal, catalog)
+    if owned is None:
         return run
     apps = set(session.exec(select(Step.app).where(Step.run_id == run_id)).all())
-    if not apps & owned_apps(principal, catalog):
+    if not apps & owned:
         raise Refused(
             403,
             "Not one of your apps",
@@ -400,11 +402,8 @@ def _task_page(
     status: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    run_link = False
-    if principal.role == "admin":
-        run_link = True
-    elif principal.role == "app-admin":
-        run_link = task.app in owned_apps(principal, catalog)
+    owned = owned_apps(principal, catalog)
+    run_link = principal.role in STAFF and (owned is None or task.app in owned)
     return render(
         request,
         "task.html",
@@ -529,10 +528,9 @@ def runs_page(
     _require_runs_role(principal)
     query = select(OffboardingRun).order_by(col(OffboardingRun.created_at).desc()).limit(200)
     counting = select(OffboardingRun.status, func.count()).group_by(OffboardingRun.status)
-    if principal.role != "admin":
-        mine = col(OffboardingRun.run_id).in_(
-            select(Step.run_id).where(col(Step.app).in_(owned_apps(principal, catalog)))
-        )
+    owned = owned_apps(principal, catalog)
+    if owned is not None:
+        mine = col(OffboardingRun.run_id).in_(select(Step.run_id).where(col(Step.app).in_(owned)))
         query = query.where(mine)
         counting = counting.where(mine)
     if status in RUN_STATUSES:
@@ -551,7 +549,7 @@ def runs_page(
         "runs.html",
         runs=runs,
         steps=steps,
-        status=status,
+        selected=status,
         statuses=RUN_STATUSES,
         counts=counts,
         audit_link=principal.role == "admin",

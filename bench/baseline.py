@@ -1,0 +1,74 @@
+"""The same-run baseline: a minimal hand-written Temporal workflow, one activity per app doing
+find → PATCH active=false → GET read-back, with one pooled httpx client per app.
+
+``python bench/baseline.py ADDRESS TASK_QUEUE URL [URL ...]`` runs its worker until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():
+    import httpx
+
+TOKEN = "bench-scim-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"}
+_clients: dict[str, httpx.AsyncClient] = {}
+
+
+@activity.defn
+async def deactivate(url: str, email: str) -> str:
+    client = _clients.setdefault(url, httpx.AsyncClient(timeout=30, headers=HEADERS))
+    quoted = email.replace("\\", "\\\\").replace('"', '\\"')
+    found = await client.get(f"{url}/Users", params={"filter": f'userName eq "{quoted}"'})
+    user_id = found.json()["Resources"][0]["id"]
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": False}],
+    }
+    (await client.patch(f"{url}/Users/{user_id}", json=patch)).raise_for_status()
+    back = await client.get(f"{url}/Users/{user_id}")
+    if back.json().get("active") is not False:
+        raise RuntimeError("still active")
+    return user_id
+
+
+@workflow.defn
+class BaselineWorkflow:
+    @workflow.run
+    async def run(self, email: str, urls: list[str]) -> None:
+        await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    deactivate, args=[url, email], start_to_close_timeout=timedelta(seconds=60)
+                )
+                for url in urls
+            )
+        )
+
+
+async def main() -> None:
+    address, queue = sys.argv[1], sys.argv[2]
+    client = await Client.connect(address)
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[BaselineWorkflow],
+        activities=[deactivate],
+        max_concurrent_activities=200,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(worker.shutdown()))
+    print("ready", flush=True)
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,376 @@
+"""HR event → access revoked and verified: burst and steady latency against a same-run baseline.
+
+    python bench/burst.py                 # N=200 and N=1000, then 5/s for 60 s
+    python bench/burst.py --sizes 200 --steady-seconds 20
+
+Everything runs locally on loopback: the Temporal dev server, 5 scim2-servers (one process
+each), ``offboard dev`` (API + worker in one process, as users run it) and the baseline worker
+(bench/baseline.py: one activity per app doing find → PATCH → GET). Figures are printed, never
+asserted: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.signature import sign  # noqa: E402
+from devstack.demo_data import demo_users  # noqa: E402
+from devstack.ports import free_port  # noqa: E402
+from devstack.temporal_server import TemporalDevServer  # noqa: E402
+
+APPS = 5
+SECRET = "bench-webhook-secret"
+SCIM_TOKEN = "bench-scim-token"
+FIRST_USER = 100  # past the hand-crafted demo users (e.g. the filter-injection one)
+
+
+def rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[str]
+    log: Path
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def spawn(
+    cmd: list[str],
+    workdir: Path,
+    name: str,
+    env: dict[str, str] | None = None,
+    ready: str = "ready",
+    timeout: float = 120,
+) -> Proc:
+    """Start a process with its output in a file (a pipe nobody drains would stall it)."""
+    log = workdir / f"{name}.log"
+    with log.open("w") as out:
+        popen = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=workdir,
+            env={**os.environ, **(env or {})},
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready in log.read_text(errors="replace"):
+            return Proc(popen, log)
+        if popen.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    popen.kill()
+    raise RuntimeError(f"{name} did not become ready")
+
+
+CATALOG_APP = """
+  - id: app{i}
+    name: App {i}
+    owners: [owner{i}@example.com]
+    connector: scim
+    scim:
+      base_url: {url}
+      token_env: BENCH_SCIM_TOKEN
+      match: userName
+      rate_limit_per_minute: 100000
+      max_concurrent_requests: 32
+"""
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    temporal: TemporalDevServer
+    scim_urls: list[str]
+    procs: list[Proc] = field(default_factory=list)
+    api: str = ""
+    token: str = ""
+    offboard: Proc | None = None
+    baseline_queue: str = ""
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.temporal.stop()
+
+
+def start_stack(people: int) -> Stack:
+    workdir = Path(tempfile.mkdtemp(prefix="offboard-bench-"))
+    temporal = TemporalDevServer(workdir / "temporal.db").start()
+    stack = Stack(workdir, temporal, [])
+    for i in range(APPS):
+        port = free_port()
+        stack.procs.append(
+            spawn(
+                [sys.executable, str(ROOT / "bench/scim_app.py"), str(port), str(people)],
+                workdir,
+                f"scim{i}",
+            )
+        )
+        stack.scim_urls.append(f"http://127.0.0.1:{port}/v2")
+    catalog = "apps:" + "".join(
+        CATALOG_APP.format(i=i, url=url) for i, url in enumerate(stack.scim_urls)
+    )
+    (workdir / "apps.yaml").write_text(catalog)
+    port = free_port()
+    env = {
+        "OFFBOARD_DATA_DIR": str(workdir / "data"),
+        "OFFBOARD_CATALOG": str(workdir / "apps.yaml"),
+        "OFFBOARD_TEMPORAL_ADDRESS": temporal.address,
+        "OFFBOARD_PORT": str(port),
+        "OFFBOARD_WEBHOOK_SECRETS": SECRET,
+        "OFFBOARD_BURST_THRESHOLD": "0",
+        "OFFBOARD_LOG_FORMAT": "json",
+        "BENCH_SCIM_TOKEN": SCIM_TOKEN,
+        "PYTHONPATH": str(ROOT),
+    }
+    stack.offboard = spawn(
+        [sys.executable, "-c", "from cli.main import app; app()", "dev"],
+        workdir,
+        "offboard",
+        env,
+        ready="Data dir:",
+    )
+    stack.procs.append(stack.offboard)
+    stack.api = f"http://127.0.0.1:{port}"
+    stack.token = (workdir / "data/admin-token").read_text().strip()
+    stack.baseline_queue = f"baseline-{uuid.uuid4().hex[:8]}"
+    stack.procs.append(
+        spawn(
+            [
+                sys.executable,
+                str(ROOT / "bench/baseline.py"),
+                temporal.address,
+                stack.baseline_queue,
+                *stack.scim_urls,
+            ],
+            workdir,
+            "baseline",
+        )
+    )
+    return stack
+
+
+async def run_baseline(stack: Stack, emails: list[str]) -> float:
+    from temporalio.client import Client
+
+    client = await Client.connect(stack.temporal.address)
+    started = time.perf_counter()
+    handles = await asyncio.gather(
+        *(
+            client.start_workflow(
+                "BaselineWorkflow",
+                args=[email, stack.scim_urls],
+                id=f"baseline-{uuid.uuid4().hex}",
+                task_queue=stack.baseline_queue,
+            )
+            for email in emails
+        )
+    )
+    await asyncio.gather(*(h.result() for h in handles))
+    return len(emails) / (time.perf_counter() - started)
+
+
+def event(index: int, email: str) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"evt-{uuid.uuid4().hex}",
+            "type": "employee.terminated",
+            "employee": {"id": f"B{index:06d}", "email": email, "name": email},
+            "reason": "bench",
+        }
+    ).encode()
+
+
+async def post_webhook(http: httpx.AsyncClient, index: int, email: str) -> tuple[int, str]:
+    body = event(index, email)
+    response = await http.post(
+        "/api/v1/webhooks/hr",
+        content=body,
+        headers={"X-Offboard-Signature": sign(SECRET, body), "Content-Type": "application/json"},
+    )
+    run_id = response.json().get("run_id", "") if response.status_code == 202 else ""
+    return response.status_code, run_id
+
+
+def all_verified(run: dict[str, Any]) -> bool:
+    return len(run["apps"]) == APPS and all(a["status"] == "verified" for a in run["apps"])
+
+
+async def run_burst(stack: Stack, http: httpx.AsyncClient, first: int, n: int) -> dict[str, Any]:
+    users = demo_users(first + n)[first:]
+    gate = asyncio.Semaphore(64)
+
+    async def send(i: int) -> tuple[int, str]:
+        async with gate:
+            return await post_webhook(http, first + i, users[i].email)
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(send(i) for i in range(n)), return_exceptions=True)
+    accepted = time.perf_counter() - started
+    statuses = [r[0] if isinstance(r, tuple) else type(r).__name__ for r in results]
+    run_ids = {r[1] for r in results if isinstance(r, tuple) and r[1]}
+    done: set[str] = set()
+    while len(done) < len(run_ids):
+        await asyncio.sleep(0.5)
+        page = await http.get("/api/v1/offboardings", params={"status": "completed", "limit": 5000})
+        done = {r["run_id"] for r in page.json() if all_verified(r)} & run_ids
+    elapsed = time.perf_counter() - started
+    return {
+        "people": n,
+        "accepted_s": accepted,
+        "elapsed_s": elapsed,
+        "people_per_s": n / elapsed,
+        "non_202": sum(1 for s in statuses if s != 202),
+        "run_ids": sorted(run_ids),
+    }
+
+
+async def run_steady(
+    stack: Stack, http: httpx.AsyncClient, first: int, rate: float, seconds: float
+) -> list[float]:
+    n = int(rate * seconds)
+    users = demo_users(first + n)[first:]
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        status, run_id = await post_webhook(http, first + i, users[i].email)
+        accepted = time.perf_counter()
+        if status != 202:
+            latencies.append(float("inf"))
+            return
+        while True:
+            run = (await http.get(f"/api/v1/offboardings/{run_id}")).json()
+            if all_verified(run):
+                latencies.append(time.perf_counter() - accepted)
+                return
+            await asyncio.sleep(0.05)
+
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(one(i)))
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def largest_history(stack: Stack, run_ids: list[str]) -> tuple[int, int]:
+    from temporalio.client import Client
+
+    client = await Client.connect(stack.temporal.address)
+    events = size = 0
+    for run_id in run_ids[:: max(1, len(run_ids) // 50)]:
+        async for wf in client.list_workflows(f'RunId = "{run_id}"'):
+            history = await client.get_workflow_handle(wf.id, run_id=run_id).fetch_history()
+            events = max(events, len(history.events))
+            size = max(size, sum(e.ByteSize() for e in history.events))
+    return events, size
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def bench_size(n: int, steady_rate: float, steady_seconds: float) -> dict[str, Any]:
+    steady_n = int(steady_rate * steady_seconds)
+    stack = start_stack(FIRST_USER + 2 * n + steady_n)
+    try:
+        assert stack.offboard is not None
+        users = demo_users(FIRST_USER + n)[FIRST_USER:]
+        baseline = await run_baseline(stack, [u.email for u in users])
+        async with httpx.AsyncClient(
+            base_url=stack.api,
+            headers={"Authorization": f"Bearer {stack.token}"},
+            timeout=60,
+            limits=httpx.Limits(max_connections=64),
+        ) as http:
+            burst = await run_burst(stack, http, FIRST_USER + n, n)
+            latencies = (
+                await run_steady(stack, http, FIRST_USER + 2 * n, steady_rate, steady_seconds)
+                if steady_seconds > 0
+                else []
+            )
+        events, size = await largest_history(stack, burst["run_ids"])
+        return {
+            "n": n,
+            "baseline_pps": baseline,
+            "offboard_pps": burst["people_per_s"],
+            "ratio": burst["people_per_s"] / baseline,
+            "non_202": burst["non_202"],
+            "accept_s": burst["accepted_s"],
+            "steady": latencies,
+            "rss_mb": rss_peak_mb(stack.offboard.popen.pid),
+            "history_events": events,
+            "history_bytes": size,
+        }
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,1000")
+    parser.add_argument("--steady-rate", type=float, default=5.0)
+    parser.add_argument("--steady-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        # Steady latency is measured once, on the largest stack.
+        last = n == max(int(s) for s in args.sizes.split(","))
+        row = asyncio.run(bench_size(n, args.steady_rate, args.steady_seconds if last else 0))
+        rows.append(row)
+        print(
+            f"N={n:5d}  baseline {row['baseline_pps']:6.1f} people/s  "
+            f"offboard {row['offboard_pps']:6.1f} people/s  ratio {row['ratio']:.2f}  "
+            f"non-202 {row['non_202']}  webhooks accepted in {row['accept_s']:.1f} s  "
+            f"peak RSS api+worker {row['rss_mb']:.0f} MB  "
+            f"largest history {row['history_events']} events / {row['history_bytes']} B",
+            flush=True,
+        )
+        if row["steady"]:
+            lat = row["steady"]
+            print(
+                f"steady {args.steady_rate:g}/s for {args.steady_seconds:g} s "
+                f"({len(lat)} people): p50 {pct(lat, 0.5):.2f} s  p95 {pct(lat, 0.95):.2f} s  "
+                f"p99 {pct(lat, 0.99):.2f} s  max {max(lat):.2f} s  "
+                f"mean {statistics.fmean(lat):.2f} s",
+                flush=True,
+            )
+    if len(rows) > 1:
+        growth = rows[-1]["rss_mb"] - rows[0]["rss_mb"]
+        print(f"peak RSS growth N={rows[0]['n']} → N={rows[-1]['n']}: {growth:+.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""``offboard apps check [APP]``: probe each SCIM app, read only, and suggest catalog settings.
+
+For every SCIM app: reach the base URL, authenticate, read ServiceProviderConfig (PATCH, ETag,
+filter, bulk), look up the configured ``probe_user`` and its groups. Only GET requests reach
+the app (OAuth2 apps also POST to their token endpoint, which is not the app). Exit 1 when an
+app is unusable, 2 for an unknown app id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from scim2_models import ServiceProviderConfig
+
+from cli.main import _catalog, _settings, apps_app, err
+from config import AppConfig, ScimSettings
+from connectors.base import AuthError, ConfigError, ConnectorError, TransientError
+from connectors.registry import require_credentials, scim_credentials, scim_http_client
+from connectors.scim import ScimConnector
+
+Status = Literal["ok", "warn", "fail", "info"]
+MARK = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]"}
+MARK["info"] = "[dim]info[/dim]"
+MATCHES: tuple[Literal["userName", "email", "externalId"], ...] = (
+    "userName",
+    "email",
+    "externalId",
+)
+
+
+@dataclass
+class Finding:
+    check: str
+    status: Status
+    detail: str
+    suggestion: str = ""
+
+
+@dataclass
+class AppReport:
+    app: AppConfig
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, check: str, status: Status, detail: str, suggestion: str = "") -> None:
+        self.findings.append(Finding(check, status, detail, suggestion))
+
+    @property
+    def usable(self) -> bool:
+        return all(f.status != "fail" for f in self.findings)
+
+
+async def check_app(app: AppConfig, env: Mapping[str, str]) -> AppReport:
+    report = AppReport(app)
+    scim = app.scim
+    assert scim is not None
+    try:
+        require_credentials(app.id, scim, env)
+    except ConfigError as exc:
+        names = ", ".join(scim.credential_envs)
+        report.add("credentials", "fail", exc.message, f"export {names} for the worker")
+        return report
+    async with scim_http_client(scim) as client:
+        connector = ScimConnector(app.id, scim, client, scim_credentials(app.id, scim, client, env))
+        await _probe(connector, scim, report)
+    return report
+
+
+async def _probe(connector: ScimConnector, scim: ScimSettings, report: AppReport) -> None:
+    # Reach: ServiceProviderConfig is often served without credentials.
+    config: dict[str, Any] | None = None
+    try:
+        config = await connector.get_json("/ServiceProviderConfig")
+        report.add("reach", "ok", f"{scim.base_url} answers")
+    except AuthError:
+        report.add("reach", "ok", f"{scim.base_url} answers (asks for credentials)")
+    except TransientError as exc:
+        report.add("reach", "fail", exc.message, "check base_url and network access")
+        return
+    except ConnectorError as exc:
+        report.add("reach", "warn", f"no ServiceProviderConfig: {exc.message}")
+
+    # Authenticate with a one-item listing.
+    try:
+        await connector.get_json("/Users", {"startIndex": 1, "count": 1})
+        report.add("authenticate", "ok", f"{connector.credentials.source} accepted")
+    except AuthError as exc:
+        report.add("authenticate", "fail", exc.message, "renew the credentials or their scope")
+        return
+    except ConnectorError as exc:
+        report.add("authenticate", "fail", f"listing users failed: {exc.message}")
+        return
+    if config is None:
+        try:
+            config = await connector.get_json("/ServiceProviderConfig")
+        except ConnectorError:
+            config = None
+
+    if config is not None:
+        _service_provider_config(config, scim, report)
+    await _probe_user(connector, scim, report)
+
+
+def _service_provider_config(raw: dict[str, Any], scim: ScimSettings, report: AppReport) -> None:
+    try:
+        spc = ServiceProviderConfig.model_validate(raw)
+    except ValidationError as exc:
+        report.add("ServiceProviderConfig", "warn", f"unreadable: {exc.error_count()} errors")
+        return
+    patch = bool(spc.patch and spc.patch.supported)
+    etag = bool(spc.etag and spc.etag.supported)
+    if patch:
+        report.add("PATCH", "ok", f"supported (using patch_style: {scim.patch_style})")
+    elif scim.patch_style == "put_fallback":
+        report.add("PATCH", "ok", "unsupported; patch_style: put_fallback uses PUT")
+    else:
+        report.add(
+            "PATCH",
+            "warn",
+            "unsupported according to ServiceProviderConfig",
+            "PATCH unsupported -> set patch_style: put_fallback",
+        )
+    report.add(
+        "ETag",
+        "ok" if etag else "info",
+        "supported: PUT fallback sends If-Match"
+        if etag
+        else "not supported: PUT fallback cannot detect concurrent changes",
+    )
+    if spc.filter and spc.filter.supported:
+        cap = spc.filter.max_results
+        detail = "supported" + (f", at most {cap} results per page" if cap else "")
+        report.add("filter", "ok", detail)
+        if cap and cap < scim.page_size:
+            report.add(
+                "paging",
+                "info",
+                f"the app caps pages at {cap}; page_size is {scim.page_size}",
+                f"set page_size: {cap}",
+            )
+    else:
+        report.add(
+            "filter",
+            "fail",
+            "filtering is not supported: accounts cannot be looked up",
+        )
+    bulk = spc.bulk
+    if bulk and bulk.supported:
+        report.add("bulk", "info", f"supported (max {bulk.max_operations} ops); not needed")
+    else:
+        report.add("bulk", "info", "not supported; not needed")
+
+
+async def _probe_user(connector: ScimConnector, scim: ScimSettings, report: AppReport) -> None:
+    probe = scim.probe_user
+    if not probe:
+        report.add(
+            "probe user",
+            "info",
+            "no probe_user configured",
+            "set probe_user: <a known account> to test matching",
+        )
+        return
+    try:
+        accounts = await connector.find(probe)
+    except ConnectorError as exc:
+        report.add(f"find {scim.match}", "fail", exc.message)
+        return
+    if len(accounts) > 1:
+        report.add(
+            f"find {scim.match}",
+            "warn",
+            f"{len(accounts)} accounts match {probe!r}: runs would stop as ambiguous",
+        )
+        return
+    if not accounts:
+        others = [m for m in MATCHES if m != scim.match]
+        for match in others:
+            other = ScimConnector(
+                connector.app_id,
+                scim.model_copy(update={"match": match}),
+                connector._client,
+                connector.credentials,
+                connector.gate,
+            )
+            if len(await other.find(probe)) == 1:
+                report.add(
+                    f"find {scim.match}",
+                    "warn",
+                    f"{probe!r} not found by {scim.match}, but found by {match}",
+                    f"set match: {match}",
+                )
+                return
+        report.add(f"find {scim.match}", "warn", f"{probe!r} not found", "check probe_user")
+        return
+    account = accounts[0]
+    state = "active" if account.active else "inactive"
+    report.add(f"find {scim.match}", "ok", f"{account.user_name} (id {account.id}, {state})")
+    if scim.remove_groups:
+        groups = await connector.groups_of(account.id)
+        how = "members filter" if connector._member_filter_ok else "paging all groups"
+        names = ", ".join(sorted(str(g.get("displayName") or g["id"]) for g in groups)) or "none"
+        report.add("groups", "ok", f"member of {len(groups)} via {how}: {names}")
+
+
+def render(report: AppReport, console: Console) -> None:
+    app = report.app
+    assert app.scim is not None
+    verdict = "[green]usable[/green]" if report.usable else "[red]UNUSABLE[/red]"
+    table = Table(
+        "check",
+        "result",
+        "detail",
+        "suggestion",
+        title=f"{app.name} ({app.id}): {verdict}",
+        title_justify="left",
+    )
+    for f in report.findings:
+        table.add_row(f.check, MARK[f.status], f.detail, f.suggestion)
+    console.print(table)
+    settings = [
+        f.suggestion.split("-> ")[-1].removeprefix("set ")
+        for f in report.findings
+        if f.suggestion.startswith("set ") or "-> set " in f.suggestion
+    ]
+    if settings:
+        console.print(f"Suggested catalog settings for {app.id} (under scim:):")
+        for line in settings:
+            console.print(f"  {line}", highlight=False)
+
+
+@apps_app.command("check")
+def apps_check(
+    app: Annotated[str | None, typer.Argument(help="One app id; default: every SCIM app.")] = None,
+) -> None:
+    """Probe SCIM apps (read only): reach, auth, ServiceProviderConfig, the probe user."""
+    catalog = _catalog(_settings())
+    apps = catalog.apps
+    if app is not None:
+        apps = [a for a in catalog.apps if a.id == app]
+        if not apps:
+            known = ", ".join(a.id for a in catalog.apps) or "none"
+            err.print(f"unknown app {app!r} (catalog apps: {known})")
+            raise typer.Exit(2)
+    console = Console(soft_wrap=True)
+    unusable: list[str] = []
+    for entry in apps:
+        if entry.scim is None:
+            console.print(f"{entry.name} ({entry.id}): {entry.connector} app, nothing to probe")
+            continue
+        report = asyncio.run(check_app(entry, os.environ))
+        render(report, console)
+        if not report.usable:
+            unusable.append(entry.id)
+    if unusable:
+        err.print(f"unusable: {', '.join(unusable)}")
+        raise typer.Exit(1)

@@ -1,0 +1,287 @@
+"""The app DB behaves the same on SQLite (offboard dev) and PostgreSQL (production).
+
+Every test runs on both: a fresh SQLite file and a fresh database on a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text, update
+from sqlmodel import Session, SQLModel, col, select
+
+from activities.records import RecordActivities
+from api.tokens import create_token, hash_token, lookup
+from db import audit
+from db.migrate import alembic_config, upgrade
+from db.models import ApiToken, AuditEvent, OffboardingRun, Person, Step
+from db.session import get_engine
+from tests.conftest import PostgresServer
+from workflows.types import AuditEventIn, RecordInput, StepState
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database (no tables yet) on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'offboard.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
+@pytest.fixture
+def migrated(db_url: str) -> str:
+    upgrade(db_url)
+    return db_url
+
+
+def sessions(url: str) -> Callable[[], Session]:
+    return lambda: Session(get_engine(url), expire_on_commit=False)
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def db_revision(url: str) -> str | None:
+    with get_engine(url).connect() as conn:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ev(step: str, *, at: str = "2026-03-01T09:00:00+00:00", **kw: Any) -> AuditEventIn:
+    person = "E1001"
+    return AuditEventIn(
+        person_id=person,
+        workflow_id=f"offboard-{person}",
+        step_id=step,
+        kind=kw.pop("kind", "step.verified"),
+        at=at,
+        **kw,
+    )
+
+
+def test_upgrade_from_empty_creates_every_table_and_is_idempotent(db_url: str) -> None:
+    upgrade(db_url)
+    tables = set(inspect(get_engine(db_url)).get_table_names())
+    assert set(SQLModel.metadata.tables) <= tables, set(SQLModel.metadata.tables) - tables
+    assert db_revision(db_url) == head_revision()
+    with sessions(db_url)() as session:
+        session.add(Person(id="E1001", email="dana@example.com", name="Dana"))
+        session.commit()
+
+    upgrade(db_url)  # offboard migrate on every deploy: a no-op, data kept
+
+    assert db_revision(db_url) == head_revision()
+    with sessions(db_url)() as session:
+        person = session.get(Person, "E1001")
+        assert person is not None and person.email == "dana@example.com"
+
+
+def test_audit_trail_round_trips_and_an_auditor_can_recompute_the_chain(migrated: str) -> None:
+    stamps = [
+        "2026-03-01T09:00:00+00:00",
+        "2026-03-01T09:00:00.123456+00:00",
+        "2026-03-01T10:30:00.5+05:30",
+        "2026-03-01T09:00:00Z",
+    ]
+    events = [
+        ev(f"s{i}", at=at, app="ironclad", actor="admin@example.com", detail=detail)
+        for i, (at, detail) in enumerate(
+            zip(
+                stamps,
+                [
+                    {},
+                    {"account": "dana@example.com", "groups": ["legal", "all"]},
+                    {"note": "Zugang entfernt ✓ — 日本語", "count": 3, "ratio": 0.25},
+                    {"nested": {"b": [1, {"c": None}], "a": True}},
+                ],
+                strict=True,
+            )
+        )
+    ]
+    assert audit.append(sessions(migrated), events) == len(events)
+
+    with sessions(migrated)() as session:
+        exported = audit.person_events(session, "E1001")
+    assert [e["seq"] for e in exported] == [1, 2, 3, 4]
+    assert [e["at"] for e in exported] == stamps  # text, exactly as written
+    assert [e["detail"] for e in exported] == [e.detail for e in events]
+    assert audit.verify(exported).valid
+
+    # The published rule, recomputed from the JSON export alone, as an auditor would.
+    wire = json.loads(json.dumps(exported))
+    prev = "0" * 64
+    for event in wire:
+        body = {k: v for k, v in event.items() if k not in ("hash", "prev_hash")}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert event["prev_hash"] == prev
+        assert event["hash"] == hashlib.sha256((prev + canonical).encode()).hexdigest()
+        prev = event["hash"]
+
+    # Someone edits a stored event: the chain says so, at that event.
+    with sessions(migrated)() as session:
+        session.exec(
+            update(AuditEvent)
+            .where(col(AuditEvent.person_id) == "E1001", col(AuditEvent.seq) == 2)
+            .values(detail={"account": "someone-else@example.com"})
+        )
+        session.commit()
+        check = audit.verify(audit.person_events(session, "E1001"))
+    assert not check.valid and check.first_bad_seq == 2
+
+
+def test_a_retried_write_with_the_same_idempotency_key_is_a_no_op(migrated: str) -> None:
+    first = [ev("deactivate"), ev("deactivate", kind="step.started")]
+    assert audit.append(sessions(migrated), first) == 2
+    # The activity is retried (same workflow, step, kind) and adds one new event.
+    again = [ev("deactivate", detail={"retry": True}), ev("read_back")]
+    assert audit.append(sessions(migrated), again) == 1
+    assert audit.append(sessions(migrated), again) == 0
+
+    with sessions(migrated)() as session:
+        exported = audit.person_events(session, "E1001")
+        assert audit.event_count(session, "E1001") == 3
+    assert [(e["seq"], e["kind"]) for e in exported] == [
+        (1, "step.verified"),
+        (2, "step.started"),
+        (3, "step.verified"),
+    ]
+    assert exported[0]["detail"] == {}  # the first write wins; the retry did not overwrite it
+    assert audit.verify(exported).valid
+
+
+def snapshot(version: int, status: str, ironclad: str, **kw: Any) -> RecordInput:
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=UTC) + timedelta(minutes=version)
+    return RecordInput(
+        run_id="run-1",
+        workflow_id="offboard-E1001",
+        person_id="E1001",
+        email="dana@example.com",
+        run_status=status,
+        steps=[
+            StepState(app="ironclad", connector="scim", status=ironclad, updated_at=at),
+            StepState(app="imanage", connector="manual", status="waiting_human", updated_at=at),
+        ],
+        version=version,
+        **kw,
+    )
+
+
+def run_and_steps(url: str) -> tuple[OffboardingRun, dict[str, str]]:
+    with sessions(url)() as session:
+        run = session.get(OffboardingRun, "run-1")
+        assert run is not None
+        steps = session.exec(select(Step).where(Step.run_id == "run-1")).all()
+        return run, {s.app: s.status for s in steps}
+
+
+def test_record_run_keeps_the_newest_snapshot_when_versions_arrive_out_of_order(
+    migrated: str,
+) -> None:
+    records = RecordActivities(sessions(migrated))
+    records.record_run(snapshot(1, "running", "running"))
+    records.record_run(
+        snapshot(3, "waiting_human", "verified", events=[ev("ironclad.verify", app="ironclad")])
+    )
+    # Version 2 was sent earlier but lands late; its audit event still counts, its state not.
+    records.record_run(
+        snapshot(2, "running", "running", events=[ev("ironclad.deactivate", app="ironclad")])
+    )
+
+    run, steps = run_and_steps(migrated)
+    assert (run.status, run.state_version) == ("waiting_human", 3)
+    assert steps == {"ironclad": "verified", "imanage": "waiting_human"}
+    with sessions(migrated)() as session:
+        exported = audit.person_events(session, "E1001")
+    assert [e["detail"] for e in exported] == [{}, {}]
+    assert audit.verify(exported).valid and len(exported) == 2
+
+    records.record_run(snapshot(4, "completed", "verified"))
+    assert run_and_steps(migrated)[0].status == "completed"
+
+
+def test_an_older_snapshot_racing_a_newer_one_never_overwrites_it(
+    postgres_server: PostgresServer,
+) -> None:
+    """PostgreSQL only: two workers write the same run at the same moment, newest must win.
+
+    A newer snapshot is mid-transaction (row written, not committed) when an older one arrives
+    on another worker. The older one must wait and then see the newer version, not overwrite it
+    after the newer one commits (a lost update under READ COMMITTED).
+    """
+    url = postgres_server.new_database()
+    upgrade(url)
+    records = RecordActivities(sessions(url))
+    records.record_run(snapshot(1, "running", "running"))
+
+    with sessions(url)() as newer:
+        newer.exec(
+            update(OffboardingRun)
+            .where(col(OffboardingRun.run_id) == "run-1")
+            .values(status="completed", state_version=5)
+        )
+        errors: list[BaseException] = []
+
+        def older() -> None:
+            try:
+                records.record_run(snapshot(4, "running", "running"))
+            except BaseException as exc:
+                errors.append(exc)
+
+        late = threading.Thread(target=older)
+        late.start()
+        # Commit the newer snapshot only once the older write is blocked on the run's row.
+        deadline = time.monotonic() + 20
+        with get_engine(url).connect() as probe:
+            while not probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar():
+                assert time.monotonic() < deadline, "the older write never waited for the row"
+                assert late.is_alive(), errors
+                time.sleep(0.02)
+        newer.commit()
+        late.join(timeout=30)
+
+    assert not errors, errors
+    run, _ = run_and_steps(url)
+    assert (run.status, run.state_version) == ("completed", 5)
+
+
+def test_api_tokens_are_stored_hashed_and_looked_up(migrated: str) -> None:
+    with sessions(migrated)() as session:
+        admin = create_token(session, "admin", "ops", "ops@example.com")
+        reviewer = create_token(session, "reviewer", "rev", "manager@example.com")
+        stored = session.exec(select(ApiToken.token_hash)).all()
+    assert admin not in stored and hash_token(admin) in stored  # never the token itself
+
+    with sessions(migrated)() as session:
+        found = lookup(session, admin)
+        assert found is not None
+        assert (found.role, found.name, found.email) == ("admin", "ops", "ops@example.com")
+        other = lookup(session, reviewer)
+        assert other is not None and other.role == "reviewer"
+        assert lookup(session, admin + "x") is None
+        assert lookup(session, "") is None
+
+        found.revoked_at = datetime.now(UTC)
+        session.add(found)
+        session.commit()
+    with sessions(migrated)() as session:
+        assert lookup(session, admin) is None
+        assert lookup(session, reviewer) is not None

@@ -1,0 +1,514 @@
+"""AccessReviewCampaignWorkflow (id = the campaign id): collect, review, close, revoke, prove.
+
+1. Collect every app concurrently: a SCIM app is paged by one activity that stores classified
+   accounts in the DB and returns a count; a manual app gets a ``csv_upload`` HumanTaskWorkflow
+   asking its owner for a CSV export (the API stores the rows, the task's completion lets the
+   workflow classify them).
+2. Review until the deadline (or an admin's ``close`` Update): reminders at 50% of the window and
+   one day before the deadline, the owners' escalation on the last day.
+3. Close: ``on_no_decision`` for whatever is pending; every ``revoke`` item goes through the same
+   ``deprovision_scim`` activity as offboarding (SCIM, read back, audited on the person's trail),
+   in batches, continuing as new when the history grows; a manual app's revocations become one
+   human task, a failed SCIM revocation an exception task for the app's owners.
+4. Finish ``completed`` only when every revocation is verified or its task done.
+
+Accounts never enter this history: activities take and return ids and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.human_task import HumanTaskWorkflow
+    from workflows.offboarding import SCIM_RETRY
+    from workflows.types import (
+        AppCollection,
+        CampaignAppPlan,
+        CampaignAppState,
+        CampaignBeginInput,
+        CampaignFinishInput,
+        CampaignInput,
+        CampaignNotifyInput,
+        CampaignNotifyKind,
+        CampaignOutcome,
+        CampaignPlan,
+        CampaignResume,
+        CampaignStatus,
+        CampaignSyncInput,
+        CampaignTemplate,
+        CloseRequest,
+        CloseReviewInput,
+        CloseReviewResult,
+        CollectInput,
+        CollectResult,
+        HumanTaskInput,
+        ResolveRevocationsInput,
+        RevocationBatch,
+        RevocationBatchInput,
+        RevocationOutcome,
+        RevocationOutcomes,
+        RevocationRef,
+        RevocationTaskPlan,
+        RevocationTaskPlans,
+        RevocationTasksInput,
+        ScimStepInput,
+        ScimStepResult,
+        TaskCompletion,
+    )
+
+_QUICK = timedelta(seconds=60)
+_DB = timedelta(minutes=10)
+# Listing a big app takes minutes; the activity heartbeats per stored batch.
+COLLECT_TIMEOUT = timedelta(hours=2)
+COLLECT_HEARTBEAT = timedelta(minutes=2)
+COLLECT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=8,
+)
+# SCIM revocations per batch; each is one deprovision_scim activity run concurrently.
+REVOKE_BATCH = 50
+REMINDER_BEFORE_DUE = timedelta(days=1)
+ESCALATION_BEFORE_DUE = timedelta(hours=4)
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.__cause__ if isinstance(exc, ActivityError | ChildWorkflowError) else exc
+    if isinstance(inner, ApplicationError):
+        return inner.message
+    return str(inner or exc)
+
+
+def quarter_label(at: datetime) -> str:
+    return f"{at.year}-Q{(at.month - 1) // 3 + 1}"
+
+
+def upload_instructions(campaign_id: str, name: str, app: CampaignAppPlan, due: datetime) -> str:
+    return (
+        f"Access review '{name}': export every account of {app.name} as a CSV file and upload "
+        f"it to POST /api/v1/campaigns/{campaign_id}/apps/{app.app}/accounts "
+        "(Content-Type: text/csv). Header row required; columns: account (required: the login "
+        "or userName), email, display_name, last_sign_in (ISO-8601), account_id (defaults to "
+        "account), active (true/false; inactive rows are skipped). The review closes "
+        f"{due.strftime('%Y-%m-%d %H:%M UTC')}."
+    )
+
+
+@workflow.defn
+class AccessReviewCampaignWorkflow:
+    def __init__(self) -> None:
+        self._status: CampaignStatus = "collecting"
+        self._apps: dict[str, CampaignAppState] = {}
+        self._close: CloseRequest | None = None
+        self._closed: CloseReviewResult | None = None
+        self._failed_apps: list[str] = []
+        self._version = 0
+
+    # -- run -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: CampaignInput) -> CampaignOutcome:
+        self._inp = inp
+        self._id = inp.campaign_id or workflow.info().workflow_id
+        if inp.resume is not None:
+            self._status = "revoking"
+            self._started, self._due = inp.resume.started_at, inp.resume.due_at
+            self._failed_apps = list(inp.resume.failed_apps)
+            self._version = inp.resume.version
+            return await self._revoke(inp.resume.after_item)
+
+        self._started = workflow.now()
+        self._due = inp.due_at or self._started + timedelta(days=inp.template.due_in_days)
+        self._template = inp.template
+        if inp.trigger == "schedule":
+            name = f"{inp.template.name} {quarter_label(self._started)}"
+            self._template = inp.template.model_copy(update={"name": name})
+        plan: CampaignPlan = await workflow.execute_activity(
+            "campaign_begin",
+            CampaignBeginInput(
+                campaign_id=self._id,
+                workflow_id=workflow.info().workflow_id,
+                template=self._template,
+                started_at=self._started,
+                due_at=self._due,
+                trigger=inp.trigger,
+                actor=inp.actor,
+            ),
+            result_type=CampaignPlan,
+            start_to_close_timeout=_QUICK,
+        )
+        for p in plan.apps:
+            status: AppCollection = "collecting" if p.connector == "scim" else "waiting_upload"
+            self._apps[p.app] = CampaignAppState(status=status)
+        await self._sync()
+
+        collectors = {p.app: asyncio.create_task(self._collect(p)) for p in plan.apps}
+        await self._wait_until(self._due, lambda: all(t.done() for t in collectors.values()))
+        for app, task in collectors.items():
+            # At the deadline (or on close) a manual app still waiting for its CSV gives up;
+            # a SCIM listing under way is allowed to finish.
+            if not task.done() and self._apps[app].status == "waiting_upload":
+                task.cancel()
+        await asyncio.gather(*collectors.values())
+
+        if self._close is None and workflow.now() < self._due:
+            self._status = "reviewing"
+            await self._sync()
+            await self._notify("review_assigned", "assigned")
+            await self._review()
+        await self._close_review()
+        return await self._revoke(0)
+
+    async def _wait_until(self, at: datetime, done: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until ``at``, an admin's close, or ``done()``; True when closed by an admin."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._close is not None or done(),
+                timeout=max(at - workflow.now(), timedelta(0)),
+            )
+        except TimeoutError:
+            pass
+        return self._close is not None
+
+    # -- collect ---------------------------------------------------------------------------
+
+    def _set_app(
+        self, app: str, status: AppCollection, accounts: int | None = None, detail: str = ""
+    ) -> None:
+        state = self._apps[app]
+        state.status = status
+        state.detail = detail
+        if accounts is not None:
+            state.accounts = accounts
+        if status == "failed" and app not in self._failed_apps:
+            self._failed_apps.append(app)
+
+    async def _collect(self, p: CampaignAppPlan) -> None:
+        try:
+            if p.connector == "scim":
+                result: CollectResult = await workflow.execute_activity(
+                    "campaign_collect_scim",
+                    self._collect_input(p.app),
+                    result_type=CollectResult,
+                    start_to_close_timeout=COLLECT_TIMEOUT,
+                    heartbeat_timeout=COLLECT_HEARTBEAT,
+                    retry_policy=COLLECT_RETRY,
+                )
+                skipped = (
+                    f"; {result.skipped_inactive} inactive skipped"
+                    if result.skipped_inactive
+                    else ""
+                )
+                self._set_app(
+                    p.app, "collected", result.accounts, f"{result.accounts} accounts{skipped}"
+                )
+            else:
+                await self._collect_manual(p)
+        except ActivityError as exc:
+            self._set_app(p.app, "failed", detail=_cause(exc))
+        await self._sync()
+
+    def _collect_input(self, app: str) -> CollectInput:
+        return CollectInput(campaign_id=self._id, workflow_id=workflow.info().workflow_id, app=app)
+
+    async def _collect_manual(self, p: CampaignAppPlan) -> None:
+        task_id = f"{self._id}-{p.app}-upload"
+        self._set_app(p.app, "waiting_upload", detail=f"task {task_id}")
+        await self._sync()
+        window_hours = (self._due - self._started).total_seconds() / 3600
+        try:
+            completion = await workflow.execute_child_workflow(
+                HumanTaskWorkflow.run,
+                HumanTaskInput(
+                    task_id=task_id,
+                    kind="csv_upload",
+                    app=p.app,
+                    run_id=self._id,
+                    parent_workflow_id=workflow.info().workflow_id,
+                    person_id=self._id,
+                    person_email="",
+                    assignees=p.uploaders,
+                    escalate_to=p.escalate_to,
+                    sla_hours=max(window_hours / 2, 0.001),
+                    instructions=upload_instructions(self._id, self._template.name, p, self._due),
+                ),
+                id=f"task-{task_id}",
+            )
+        except asyncio.CancelledError:
+            self._set_app(p.app, "failed", detail="no CSV export was uploaded before the close")
+            return
+        except ChildWorkflowError as exc:
+            self._set_app(p.app, "failed", detail=_cause(exc))
+            return
+        if completion is None or completion.outcome == "could_not_complete":
+            note = completion.note if completion else "task ended without a completion"
+            self._set_app(p.app, "failed", detail=f"no export: {note}")
+        elif completion.outcome == "not_applicable":
+            self._set_app(p.app, "collected", 0, f"not applicable: {completion.note}")
+        else:
+            self._set_app(p.app, "classifying", detail=f"uploaded by {completion.actor}")
+            await self._sync()
+            result: CollectResult = await workflow.execute_activity(
+                "campaign_classify",
+                self._collect_input(p.app),
+                result_type=CollectResult,
+                start_to_close_timeout=_DB,
+            )
+            self._set_app(p.app, "collected", result.accounts, f"{result.accounts} accounts")
+
+    # -- review ----------------------------------------------------------------------------
+
+    async def _review(self) -> None:
+        window = self._due - self._started
+        halfway = self._started + window / 2
+        moments: list[tuple[datetime, CampaignNotifyKind, str]] = [
+            (halfway, "review_reminder", "reminder-50pct")
+        ]
+        if self._due - REMINDER_BEFORE_DUE > halfway:
+            moments.append((self._due - REMINDER_BEFORE_DUE, "review_reminder", "reminder-1d"))
+        escalation = max(self._due - ESCALATION_BEFORE_DUE, self._started + window * 3 / 4)
+        moments.append((escalation, "review_escalation", "escalation"))
+        for at, kind, step in sorted(moments):
+            if at <= workflow.now():
+                continue
+            if await self._wait_until(at):
+                return
+            await self._notify(kind, step)
+        await self._wait_until(self._due)
+
+    async def _notify(self, kind: CampaignNotifyKind, step: str) -> None:
+        await workflow.execute_activity(
+            "campaign_notify",
+            CampaignNotifyInput(
+                campaign_id=self._id,
+                workflow_id=workflow.info().workflow_id,
+                kind=kind,
+                step_id=f"notify-{step}",
+                at=workflow.now(),
+                due_at=self._due,
+            ),
+            start_to_close_timeout=_QUICK,
+            retry_policy=RetryPolicy(maximum_attempts=5),
+        )
+
+    async def _close_review(self) -> None:
+        request = self._close
+        if request is None:
+            actor, reason = "offboard", "deadline"
+        else:
+            actor = request.actor
+            reason = f"closed by {request.actor}" + (
+                f": {request.reason}" if request.reason else ""
+            )
+        self._closed = await workflow.execute_activity(
+            "campaign_close_review",
+            CloseReviewInput(
+                campaign_id=self._id,
+                workflow_id=workflow.info().workflow_id,
+                on_no_decision=self._inp.template.on_no_decision,
+                actor=actor,
+                reason=reason,
+                at=workflow.now(),
+            ),
+            result_type=CloseReviewResult,
+            start_to_close_timeout=_DB,
+        )
+        self._status = "revoking"
+        await self._sync()
+
+    # -- revoke ----------------------------------------------------------------------------
+
+    async def _revoke(self, after_item: int) -> CampaignOutcome:
+        workflow_id = workflow.info().workflow_id
+        while True:
+            batch: RevocationBatch = await workflow.execute_activity(
+                "campaign_next_revocations",
+                RevocationBatchInput(
+                    campaign_id=self._id,
+                    workflow_id=workflow_id,
+                    after_item=after_item,
+                    limit=REVOKE_BATCH,
+                ),
+                result_type=RevocationBatch,
+                start_to_close_timeout=_DB,
+            )
+            if not batch.items:
+                break
+            outcomes = await asyncio.gather(*(self._revoke_one(ref) for ref in batch.items))
+            await workflow.execute_activity(
+                "campaign_record_revocations",
+                RevocationOutcomes(
+                    campaign_id=self._id, workflow_id=workflow_id, outcomes=list(outcomes)
+                ),
+                start_to_close_timeout=_DB,
+            )
+            after_item = batch.items[-1].item_id
+            info = workflow.info()
+            if (
+                info.is_continue_as_new_suggested()
+                or info.get_current_history_length() > self._inp.history_limit
+            ):
+                workflow.continue_as_new(
+                    self._inp.model_copy(
+                        update={
+                            "campaign_id": self._id,
+                            "resume": CampaignResume(
+                                started_at=self._started,
+                                due_at=self._due,
+                                after_item=after_item,
+                                failed_apps=self._failed_apps,
+                                version=self._version,
+                            ),
+                        }
+                    )
+                )
+
+        manual = await self._task_plans("manual_step")
+        failed_scim = await self._task_plans("exception")
+        await asyncio.gather(
+            *(self._manual_then_exception(p) for p in manual.tasks),
+            *(self._revocation_task(p) for p in failed_scim.tasks),
+        )
+        outcome: CampaignOutcome = await workflow.execute_activity(
+            "campaign_finish",
+            CampaignFinishInput(
+                campaign_id=self._id,
+                workflow_id=workflow_id,
+                failed_apps=self._failed_apps,
+                at=workflow.now(),
+            ),
+            result_type=CampaignOutcome,
+            start_to_close_timeout=_DB,
+        )
+        self._status = outcome.status
+        return outcome
+
+    async def _revoke_one(self, ref: RevocationRef) -> RevocationOutcome:
+        try:
+            result: ScimStepResult = await workflow.execute_activity(
+                "deprovision_scim",
+                ScimStepInput(
+                    app=ref.app,
+                    account_id=ref.account_id,
+                    account=ref.account,
+                    person_id=ref.person_id,
+                    workflow_id=workflow.info().workflow_id,
+                    step_id=f"{self._id}:item-{ref.item_id}:{ref.mode}",
+                    mode=ref.mode,
+                ),
+                result_type=ScimStepResult,
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=SCIM_RETRY,
+            )
+        except ActivityError as exc:
+            return RevocationOutcome(item_id=ref.item_id, status="failed", detail=_cause(exc))
+        groups = (
+            f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
+        )
+        return RevocationOutcome(
+            item_id=ref.item_id,
+            status="verified",
+            detail=f"{result.outcome}, read back {result.state}{groups}",
+        )
+
+    async def _task_plans(
+        self, kind: Literal["manual_step", "exception"], app: str | None = None
+    ) -> RevocationTaskPlans:
+        plans: RevocationTaskPlans = await workflow.execute_activity(
+            "campaign_revocation_tasks",
+            RevocationTasksInput(campaign_id=self._id, kind=kind, app=app),
+            result_type=RevocationTaskPlans,
+            start_to_close_timeout=_DB,
+        )
+        return plans
+
+    async def _manual_then_exception(self, plan: RevocationTaskPlan) -> None:
+        """A manual app's revocations; if they could not be completed, an exception task."""
+        await self._revocation_task(plan)
+        for exception in (await self._task_plans("exception", plan.app)).tasks:
+            await self._revocation_task(exception)
+
+    async def _revocation_task(self, plan: RevocationTaskPlan) -> None:
+        suffix = "revoke" if plan.kind == "manual_step" else "exception"
+        task_id = f"{self._id}-{plan.app}-{suffix}"
+        completion: TaskCompletion | None = await workflow.execute_child_workflow(
+            HumanTaskWorkflow.run,
+            HumanTaskInput(
+                task_id=task_id,
+                kind=plan.kind,
+                app=plan.app,
+                run_id=self._id,
+                parent_workflow_id=workflow.info().workflow_id,
+                person_id=self._id,
+                person_email="",
+                assignees=plan.assignees,
+                escalate_to=plan.escalate_to,
+                sla_hours=plan.sla_hours,
+                instructions=plan.instructions,
+            ),
+            id=f"task-{task_id}",
+        )
+        if completion is None:
+            return
+        await workflow.execute_activity(
+            "campaign_resolve_revocations",
+            ResolveRevocationsInput(
+                campaign_id=self._id,
+                workflow_id=workflow.info().workflow_id,
+                app=plan.app,
+                kind=plan.kind,
+                task_id=task_id,
+                completion=completion,
+            ),
+            start_to_close_timeout=_DB,
+        )
+
+    # -- state -----------------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        self._version += 1
+        await workflow.execute_activity(
+            "campaign_sync",
+            CampaignSyncInput(
+                campaign_id=self._id,
+                status=self._status,
+                apps={k: v.model_copy() for k, v in self._apps.items()},
+                version=self._version,
+            ),
+            start_to_close_timeout=_QUICK,
+        )
+
+    @workflow.query
+    def state(self) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "status": self._status,
+            "apps": {k: v.model_dump() for k, v in self._apps.items()},
+            "closed": self._closed.model_dump() if self._closed else None,
+        }
+
+    @workflow.update
+    async def close(self, request: CloseRequest) -> CloseReviewResult:
+        """End the review now (admin): the same path the deadline takes."""
+        self._close = request
+        # Answer once pending items are decided, so the API reads its own write.
+        await workflow.wait_condition(lambda: self._closed is not None)
+        assert self._closed is not None
+        return self._closed
+
+    @close.validator
+    def _validate_close(self, request: CloseRequest) -> None:
+        if self._close is not None or self._status not in ("collecting", "reviewing"):
+            raise ValueError(f"the review is already closed (campaign is {self._status})")
+
+
+__all__ = ["AccessReviewCampaignWorkflow", "CampaignTemplate", "quarter_label"]
