@@ -45,6 +45,9 @@ class RecordActivities:
                     workflow_id=inp.workflow_id,
                     person_id=inp.person_id,
                     email=inp.email,
+                    trigger=inp.trigger,
+                    reason=inp.reason,
+                    effective_at=inp.effective_at,
                 )
             elif run.state_version >= inp.version:
                 return  # a newer snapshot already landed

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from api.errors import ApiError
 from api.tokens import Role, lookup
 from config import Catalog, Settings
 from db.session import get_engine
+
+T = TypeVar("T")
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -39,7 +42,30 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
+class Db:
+    """Database work for async endpoints, run in the threadpool with its own short session.
+
+    An async endpoint must never touch the DB on the event loop: a blocking pool checkout or
+    SQLite lock wait there stalls every request (and, under ``offboard dev``, the worker).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        def call() -> T:
+            with Session(get_engine(self._url), expire_on_commit=False) as session:
+                return fn(session)
+
+        return await run_in_threadpool(call)
+
+
+def get_db(request: Request) -> Db:
+    return Db(request.app.state.settings.effective_database_url)
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+DbDep = Annotated[Db, Depends(get_db)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

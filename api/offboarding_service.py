@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,8 +10,8 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 
+from api.deps import Db
 from api.errors import ApiError
 from config import Settings
 from db.models import OffboardingRun, Person, Step
@@ -72,47 +73,61 @@ def burst_exceeded(session: Session, settings: Settings) -> bool:
 
 async def start_offboarding(
     client: Client,
-    session: Session,
+    db: Db,
     settings: Settings,
     inp: OffboardingInput,
     join: JoinRequest,
 ) -> tuple[str, bool]:
-    """Start the person's run, or join the live one; returns (run_id, joined)."""
-    existing = live_run(session, inp.person_id)
+    """Start the person's run, or join the live one; returns (run_id, joined).
+
+    Signal-with-start on ``offboard-<person>`` makes two racing terminations land in one run;
+    the starting request's own join signal carries the start token and is ignored by the run.
+    """
+
+    def check(session: Session) -> tuple[OffboardingRun | None, bool]:
+        live = live_run(session, inp.person_id)
+        hold = live is None and inp.trigger == "webhook" and burst_exceeded(session, settings)
+        return live, hold
+
+    existing, hold = await db.run(check)
     if existing is not None:
         handle = client.get_workflow_handle(existing.workflow_id, run_id=existing.run_id)
         await handle.signal(OffboardingWorkflow.join, join)
         return existing.run_id, True
-    if inp.trigger == "webhook" and burst_exceeded(session, settings):
-        inp = inp.model_copy(update={"hold_for_approval": True})
+    token = uuid.uuid4().hex
+    inp = inp.model_copy(update={"hold_for_approval": hold, "start_token": token})
     handle = await client.start_workflow(
         OffboardingWorkflow.run,
         inp,
         id=workflow_id_for(inp.person_id),
         task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal="join",
+        start_signal_args=[join.model_copy(update={"token": token})],
     )
     run_id = handle.result_run_id or handle.first_execution_run_id
     assert run_id is not None
-    if session.get(OffboardingRun, run_id) is not None:
-        await handle.signal(OffboardingWorkflow.join, join)
-        return run_id, True
-    session.add(
-        OffboardingRun(
-            run_id=run_id,
-            workflow_id=handle.id,
-            person_id=inp.person_id,
-            email=inp.email,
-            reason=inp.reason,
-            trigger=inp.trigger,
-            effective_at=inp.effective_at,
+
+    def record(session: Session) -> None:
+        # Read-your-writes: the row exists before the 202, whoever (API or run) writes first.
+        if session.get(OffboardingRun, run_id) is not None:
+            return
+        session.add(
+            OffboardingRun(
+                run_id=run_id,
+                workflow_id=handle.id,
+                person_id=inp.person_id,
+                email=inp.email,
+                reason=inp.reason,
+                trigger=inp.trigger,
+                effective_at=inp.effective_at,
+            )
         )
-    )
-    try:
-        session.commit()
-    except IntegrityError:
-        # The workflow's own first status write won the race; the row is there either way.
-        session.rollback()
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+
+    await db.run(record)
     RUNS_STARTED.labels(inp.trigger).inc()
     return run_id, False
 

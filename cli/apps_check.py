@@ -183,14 +183,7 @@ async def _probe_user(connector: ScimConnector, scim: ScimSettings, report: AppR
     if not accounts:
         others = [m for m in MATCHES if m != scim.match]
         for match in others:
-            other = ScimConnector(
-                connector.app_id,
-                scim.model_copy(update={"match": match}),
-                connector._client,
-                connector.credentials,
-                connector.gate,
-            )
-            if len(await other.find(probe)) == 1:
+            if len(await connector.variant(match=match).find(probe)) == 1:
                 report.add(
                     f"find {scim.match}",
                     "warn",
@@ -205,7 +198,7 @@ async def _probe_user(connector: ScimConnector, scim: ScimSettings, report: AppR
     report.add(f"find {scim.match}", "ok", f"{account.user_name} (id {account.id}, {state})")
     if scim.remove_groups:
         groups = await connector.groups_of(account.id)
-        how = "members filter" if connector._member_filter_ok else "paging all groups"
+        how = "members filter" if connector.member_filter_ok else "paging all groups"
         names = ", ".join(sorted(str(g.get("displayName") or g["id"]) for g in groups)) or "none"
         report.add("groups", "ok", f"member of {len(groups)} via {how}: {names}")
 

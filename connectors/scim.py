@@ -80,17 +80,28 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+class AppPaused(Exception):
+    """The app is paused (429) for longer than a request should wait inside an activity."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"paused for {seconds:.0f}s")
+        self.seconds = seconds
+
+
 class RateGate:
     """Per-app request pacing shared by every run on this worker.
 
     At most ``max_concurrent`` requests are in flight; request starts are spaced
     ``60 / per_minute`` seconds apart; and a 429 pauses every request to the app until its
-    Retry-After has passed, including requests already waiting for a slot.
+    Retry-After has passed, including requests already waiting for a slot. A pause longer
+    than ``max_wait`` raises ``AppPaused`` instead of sleeping, so the caller hands the wait to
+    the workflow's retry (with that delay) rather than sitting out an activity timeout.
     """
 
-    def __init__(self, per_minute: int | None, max_concurrent: int) -> None:
+    def __init__(self, per_minute: int | None, max_concurrent: int, max_wait: float = 20.0) -> None:
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self.max_concurrent = max_concurrent
+        self.max_wait = max_wait
         self._sem = asyncio.Semaphore(max_concurrent)
         self._lock = asyncio.Lock()
         self._next_slot = 0.0
@@ -103,13 +114,20 @@ class RateGate:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - time.monotonic())
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
+        """Wait for a slot; raises AppPaused (holding nothing) when the pause is too long."""
         await self._sem.acquire()
         try:
             await self._wait_turn()
         except BaseException:
             self._sem.release()
             raise
+
+    def release(self) -> None:
+        self._sem.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
 
     async def _wait_turn(self) -> None:
         while True:
@@ -122,6 +140,8 @@ class RateGate:
                     wait = start - now
                 else:
                     wait = self._paused_until - now
+                    if wait > self.max_wait:
+                        raise AppPaused(wait)
             if wait > 0:
                 await asyncio.sleep(wait)
             # A 429 answered while we waited for our slot pauses us too.
@@ -129,7 +149,7 @@ class RateGate:
                 return
 
     async def __aexit__(self, *_: object) -> None:
-        self._sem.release()
+        self.release()
 
 
 def _account(resource: dict[str, Any]) -> Account:
@@ -193,6 +213,21 @@ class ScimConnector:
         # Learned once: the app rejects `members.value eq` filters, so groups are paged.
         self._member_filter_ok = True
 
+    def variant(self, **settings: Any) -> ScimConnector:
+        """The same app with some settings changed, sharing client, credentials and gate."""
+        return ScimConnector(
+            self.app_id,
+            self.settings.model_copy(update=settings),
+            self._client,
+            self.credentials,
+            self.gate,
+        )
+
+    @property
+    def member_filter_ok(self) -> bool:
+        """False once the app has rejected a ``members.value eq`` filter (groups are paged)."""
+        return self._member_filter_ok
+
     # -- transport -----------------------------------------------------------------------
 
     async def _request(
@@ -232,26 +267,35 @@ class ScimConnector:
         send_headers = {"Accept": SCIM_JSON, "Authorization": authorization, **(headers or {})}
         if content is not None:
             send_headers["Content-Type"] = SCIM_JSON
-        async with self.gate:
-            try:
-                response = await self._client.request(
-                    method, self._base + path, params=params, content=content, headers=send_headers
+        try:
+            await self.gate.acquire()
+        except AppPaused as exc:
+            raise RateLimitedError(
+                f"{self.app_id}: {method} {path}: the app asked us to wait (429); "
+                f"{exc.seconds:.0f}s left",
+                retry_after=exc.seconds,
+            ) from exc
+        try:
+            response = await self._client.request(
+                method, self._base + path, params=params, content=content, headers=send_headers
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientError(
+                self._scrub(f"{self.app_id}: {method} {path}: timed out ({type(exc).__name__})")
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(
+                self._scrub(
+                    f"{self.app_id}: {method} {path}: connection failed ({type(exc).__name__})"
                 )
-            except httpx.TimeoutException as exc:
-                raise TransientError(
-                    self._scrub(f"{self.app_id}: {method} {path}: timed out ({type(exc).__name__})")
-                ) from exc
-            except httpx.TransportError as exc:
-                raise TransientError(
-                    self._scrub(
-                        f"{self.app_id}: {method} {path}: connection failed ({type(exc).__name__})"
-                    )
-                ) from exc
-            if response.status_code == 429:
-                delay = parse_retry_after(response.headers.get("Retry-After"))
-                pause = delay if delay is not None else DEFAULT_RETRY_AFTER
-                self.gate.pause(pause)
-                log.warning("scim.rate_limited", app=self.app_id, pause_seconds=round(pause, 3))
+            ) from exc
+        finally:
+            self.gate.release()
+        if response.status_code == 429:
+            delay = parse_retry_after(response.headers.get("Retry-After"))
+            pause = delay if delay is not None else DEFAULT_RETRY_AFTER
+            self.gate.pause(pause)
+            log.warning("scim.rate_limited", app=self.app_id, pause_seconds=round(pause, 3))
         return response
 
     def _scrub(self, message: str) -> str:

@@ -498,6 +498,23 @@ async def test_429_pauses_every_request_to_the_app(
         assert all(h.started >= advertised - 0.01 for h in later)
 
 
+async def test_long_pause_is_handed_to_the_workflow_not_slept(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    """Retry-After beyond what an activity should sleep: fail fast with the remaining wait,
+    which becomes the workflow's next retry delay; nothing is sent meanwhile."""
+    scim_env.quirks.fail_next(1, 429, retry_after="120")
+    connector = make_connector()
+    with pytest.raises(RateLimitedError) as first:
+        await connector.find("dave.davis@example.com")
+    assert first.value.retry_after == 120.0
+    with pytest.raises(RateLimitedError) as other_run:
+        await connector.deactivate(scim_env.id_of(5))
+    assert other_run.value.retry_after is not None and 100 < other_run.value.retry_after <= 120
+    assert "asked us to wait" in other_run.value.message
+    assert scim_env.quirks.count() == 1
+
+
 async def test_concurrency_limit_holds_across_runs(
     scim_env: ScimEnv, make_connector: ConnectorFactory
 ) -> None:

@@ -152,7 +152,9 @@ class TokenEndpoint:
         server = make_server("127.0.0.1", 0, self, server_class=_Threading, handler_class=_Quiet)
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_port}/oauth2/token"
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

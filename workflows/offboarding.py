@@ -59,7 +59,10 @@ def _cause(exc: BaseException) -> str:
 
 @workflow.defn
 class OffboardingWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: OffboardingInput) -> None:
+        # Set here, not in run(): a signal-with-start's join is handled before run() starts.
+        self._inp = inp
         self._steps: dict[str, StepState] = {}
         self._status: RunStatus = "scheduled"
         self._cancel_reason: str | None = None
@@ -76,7 +79,6 @@ class OffboardingWorkflow:
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
-        self._inp = inp
         self._mirror_task = asyncio.create_task(self._mirror())
         plan: Plan = await workflow.execute_activity(
             "plan_offboarding",
@@ -392,6 +394,9 @@ class OffboardingWorkflow:
                     steps=[s.model_copy() for s in self._steps.values()],
                     events=events,
                     completed_at=self._completed_at,
+                    trigger=self._inp.trigger,
+                    reason=self._inp.reason,
+                    effective_at=self._inp.effective_at,
                     version=self._version,
                 ),
                 start_to_close_timeout=_QUICK,
@@ -417,6 +422,8 @@ class OffboardingWorkflow:
 
     @workflow.signal
     async def join(self, request: JoinRequest) -> None:
+        if request.token and request.token == self._inp.start_token:
+            return  # the request that started this run, not a second termination
         key = request.event_id or f"{request.source}-{workflow.uuid4().hex[:8]}"
         self._event(f"join:{key}", "run.joined", None, request.model_dump())
 

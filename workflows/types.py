@@ -40,6 +40,8 @@ class OffboardingInput(BaseModel):
     trigger: str = "api"
     actor: str = "offboard"
     hold_for_approval: bool = False
+    # The starting request also arrives as a join signal (signal-with-start); this tells it apart.
+    start_token: str = ""
 
 
 class JoinRequest(BaseModel):
@@ -48,6 +50,7 @@ class JoinRequest(BaseModel):
     source: str
     event_id: str | None = None
     reason: str = ""
+    token: str = ""
 
 
 class PlanInput(BaseModel):
@@ -108,6 +111,9 @@ class RecordInput(BaseModel):
     steps: list[StepState] = Field(default_factory=list)
     events: list[AuditEventIn] = Field(default_factory=list)
     completed_at: datetime | None = None
+    trigger: str = "api"
+    reason: str = ""
+    effective_at: datetime | None = None
     # Concurrent app steps sync independently; the DB keeps only the newest snapshot.
     version: int = 0
 

@@ -15,6 +15,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from api.deps import (
     AdminDep,
     CatalogDep,
+    DbDep,
     Principal,
     SessionDep,
     SettingsDep,
@@ -59,7 +60,7 @@ class OffboardingCreate(BaseModel):
 async def create_offboarding(
     body: OffboardingCreate,
     admin: AdminDep,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     catalog: CatalogDep,
     client: TemporalDep,
@@ -67,7 +68,7 @@ async def create_offboarding(
     unknown = sorted(set(body.apps or []) - {a.id for a in catalog.apps})
     if unknown:
         raise ApiError(422, "unknown_app", f"unknown app(s): {', '.join(unknown)}")
-    person = resolve_person(session, body.email, body.employee_id)
+    person = await db.run(lambda session: resolve_person(session, body.email, body.employee_id))
     if body.dry_run:
         plan = await client.execute_workflow(
             PlanWorkflow.run,
@@ -91,7 +92,7 @@ async def create_offboarding(
         actor=admin.actor,
     )
     join = JoinRequest(source=f"api:{admin.actor}", reason=body.reason)
-    run_id, joined = await start_offboarding(client, session, settings, inp, join)
+    run_id, joined = await start_offboarding(client, db, settings, inp, join)
     return JSONResponse({"run_id": run_id, "joined": joined}, 202)
 
 
@@ -133,8 +134,8 @@ def get_offboarding(
     return view
 
 
-async def _live_handle(session: SessionDep, client: TemporalDep, run_id: str) -> Any:
-    run = _run(session, run_id)
+async def _live_handle(db: DbDep, client: TemporalDep, run_id: str) -> Any:
+    run = await db.run(lambda session: _run(session, run_id))
     if run.status not in LIVE:
         raise ApiError(409, "run_finished", f"run {run_id} is already {run.status}")
     return client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
@@ -142,18 +143,18 @@ async def _live_handle(session: SessionDep, client: TemporalDep, run_id: str) ->
 
 @router.post("/offboardings/{run_id}/cancel", status_code=202)
 async def cancel_offboarding(
-    run_id: str, admin: AdminDep, session: SessionDep, client: TemporalDep
+    run_id: str, admin: AdminDep, db: DbDep, client: TemporalDep
 ) -> dict[str, Any]:
-    handle = await _live_handle(session, client, run_id)
+    handle = await _live_handle(db, client, run_id)
     await handle.signal(OffboardingWorkflow.cancel, f"cancelled by {admin.actor}")
     return {"run_id": run_id, "status": "cancelling"}
 
 
 @router.post("/offboardings/{run_id}/approve", status_code=202)
 async def approve_offboarding(
-    run_id: str, admin: AdminDep, session: SessionDep, client: TemporalDep
+    run_id: str, admin: AdminDep, db: DbDep, client: TemporalDep
 ) -> dict[str, Any]:
-    handle = await _live_handle(session, client, run_id)
+    handle = await _live_handle(db, client, run_id)
     await handle.signal(OffboardingWorkflow.approve, admin.actor)
     return {"run_id": run_id, "approved_by": admin.actor, "at": datetime.now(UTC)}
 
@@ -163,14 +164,14 @@ async def retry_step(
     run_id: str,
     app: str,
     admin: StaffDep,
-    session: SessionDep,
+    db: DbDep,
     catalog: CatalogDep,
     client: TemporalDep,
 ) -> dict[str, Any]:
     owned = owned_apps(admin, catalog)
     if owned is not None and app not in owned:
         raise ApiError(403, "forbidden", f"retrying {app} needs admin or an owner of {app}")
-    handle = await _live_handle(session, client, run_id)
+    handle = await _live_handle(db, client, run_id)
     try:
         await handle.execute_update(
             OffboardingWorkflow.retry_step, RetryRequest(app=app, actor=admin.actor)

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from api.deps import CatalogDep, Principal, PrincipalDep, SessionDep, TemporalDep
+from api.deps import CatalogDep, Db, DbDep, Principal, PrincipalDep, SessionDep, TemporalDep
 from api.errors import ApiError
 from config import Catalog
 from db.models import HumanTask
@@ -78,16 +78,16 @@ async def complete_task(
     task_id: str,
     body: TaskComplete,
     principal: PrincipalDep,
-    session: SessionDep,
+    db: DbDep,
     catalog: CatalogDep,
     client: TemporalDep,
 ) -> dict[str, Any]:
-    task = await complete(session, catalog, client, principal, task_id, body.outcome, body.note)
+    task = await complete(db, catalog, client, principal, task_id, body.outcome, body.note)
     return task_view(task)
 
 
 async def complete(
-    session: Session,
+    db: Db,
     catalog: Catalog,
     client: Client,
     principal: Principal,
@@ -97,7 +97,7 @@ async def complete(
     evidence_sha256: str | None = None,
 ) -> HumanTask:
     """Complete a task through its workflow (one path for the JSON API and the web form)."""
-    task = session.get(HumanTask, task_id)
+    task = await db.run(lambda session: session.get(HumanTask, task_id))
     if task is None or not can_see(principal, task, catalog):
         raise ApiError(404, "not_found", f"no task {task_id!r} for you")
     if task.status != "open":
@@ -111,5 +111,6 @@ async def complete(
     except WorkflowUpdateFailedError as exc:
         message = getattr(exc.cause, "message", None) or str(exc.cause)
         raise ApiError(409, "cannot_complete", message) from None
-    session.refresh(task)
-    return task
+    done = await db.run(lambda session: session.get(HumanTask, task_id))
+    assert done is not None
+    return done

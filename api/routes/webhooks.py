@@ -10,9 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from api import signature
-from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.deps import DbDep, SettingsDep, TemporalDep
 from api.errors import ApiError, error_body, field_errors
 from api.offboarding_service import live_run, start_offboarding
 from db.models import Person, WebhookEvent
@@ -48,7 +49,7 @@ def _reject(status: int, code: str, message: str, details: object = None) -> JSO
     return JSONResponse(error_body(code, message, details), status)
 
 
-def _upsert_person(session: SessionDep, event: HrEvent) -> None:
+def _upsert_person(session: Session, event: HrEvent) -> None:
     e = event.employee
     person = session.get(Person, e.id) or Person(id=e.id, email=e.email)
     person.email, person.name = e.email, e.name
@@ -64,7 +65,7 @@ def _upsert_person(session: SessionDep, event: HrEvent) -> None:
 
 @router.post("/webhooks/hr", status_code=202)
 async def hr_webhook(
-    request: Request, session: SessionDep, settings: SettingsDep, client: TemporalDep
+    request: Request, db: DbDep, settings: SettingsDep, client: TemporalDep
 ) -> JSONResponse:
     body = await request.body()
     secrets = [s.get_secret_value() for s in settings.webhook_secrets]
@@ -84,13 +85,18 @@ async def hr_webhook(
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return _reject(422, "validation_error", summary, details)
 
-    seen = session.get(WebhookEvent, event.event_id)
+    def seen_or_upsert(session: Session) -> WebhookEvent | None:
+        seen = session.get(WebhookEvent, event.event_id)
+        if seen is None:
+            _upsert_person(session, event)
+            session.commit()
+        return seen
+
+    seen = await db.run(seen_or_upsert)
     if seen is not None:
         WEBHOOK_EVENTS.labels("duplicate").inc()
         return JSONResponse({"run_id": seen.run_id, "duplicate": True}, 200)
 
-    _upsert_person(session, event)
-    session.commit()
     run_id: str | None = None
     if event.type == "employee.terminated":
         inp = OffboardingInput(
@@ -103,22 +109,28 @@ async def hr_webhook(
             actor="hr-webhook",
         )
         join = JoinRequest(source="hr-webhook", event_id=event.event_id, reason=event.reason)
-        run_id, _ = await start_offboarding(client, session, settings, inp, join)
+        run_id, _ = await start_offboarding(client, db, settings, inp, join)
     elif event.type == "employee.termination_rescinded":
-        run = live_run(session, event.employee.id)
+        run = await db.run(lambda session: live_run(session, event.employee.id))
         if run is not None:
             handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
             await handle.signal(OffboardingWorkflow.cancel, "termination rescinded by HR")
             run_id = run.run_id
-    session.add(
-        WebhookEvent(
-            event_id=event.event_id, type=event.type, person_id=event.employee.id, run_id=run_id
+
+    def remember(session: Session) -> None:
+        session.add(
+            WebhookEvent(
+                event_id=event.event_id,
+                type=event.type,
+                person_id=event.employee.id,
+                run_id=run_id,
+            )
         )
-    )
-    try:
         session.commit()
+
+    try:
+        await db.run(remember)
     except IntegrityError:
-        session.rollback()
         raise ApiError(
             409, "duplicate_event", f"event {event.event_id} is being processed"
         ) from None

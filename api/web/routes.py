@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     CatalogDep,
+    Db,
     Principal,
     SessionDep,
     SettingsDep,
@@ -505,7 +506,8 @@ async def complete_form(
             return again(f"Evidence not accepted: {exc}.", 422)
     try:
         chosen = cast("Outcome", outcome)
-        await complete(session, catalog, client, principal, task_id, chosen, note.strip(), sha256)
+        db = Db(settings.effective_database_url)
+        await complete(db, catalog, client, principal, task_id, chosen, note.strip(), sha256)
     except ApiError as exc:
         if exc.status == 404:
             raise
