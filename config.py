@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     burst_threshold: int = 50
     burst_window_minutes: int = 10
     max_concurrent_activities: int = 200
+    # Threads for DB-writing activities; SQLite has one writer, so more only adds contention.
+    db_threads: int = 16
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -54,32 +55,35 @@ def build_worker(
         smtp_from=settings.smtp_from,
         chat_webhook_url=secret(settings.slack_webhook_url),
     )
-    return Worker(
-        client,
-        task_queue=task_queue or settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=[
-            plan.plan_offboarding,
-            deprovision.deprovision_scim,
-            records.record_events,
-            records.record_run,
-            records.record_task,
-            notify.notify_email,
-            notify.notify_chat,
-            campaign.begin,
-            campaign.collect_scim,
-            campaign.classify,
-            campaign.sync,
-            campaign.notify,
-            campaign.close_review,
-            campaign.next_revocations,
-            campaign.record_revocations,
-            campaign.revocation_tasks,
-            campaign.resolve_revocations,
-            campaign.finish,
-        ],
-        # Sync activities are DB writes; the pool bounds concurrent connections.
-        activity_executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
-        max_concurrent_activities=settings.max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=10),
-    )
+    # The executor runs only the sync (DB) activities; SCIM calls are async and need no thread.
+    # Temporal warns when it is smaller than max_concurrent_activities: that is the intent here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Worker max_concurrent_activities")
+        return Worker(
+            client,
+            task_queue=task_queue or settings.task_queue,
+            workflows=WORKFLOWS,
+            activities=[
+                plan.plan_offboarding,
+                deprovision.deprovision_scim,
+                records.record_events,
+                records.record_run,
+                records.record_task,
+                notify.notify_email,
+                notify.notify_chat,
+                campaign.begin,
+                campaign.collect_scim,
+                campaign.classify,
+                campaign.sync,
+                campaign.notify,
+                campaign.close_review,
+                campaign.next_revocations,
+                campaign.record_revocations,
+                campaign.revocation_tasks,
+                campaign.resolve_revocations,
+                campaign.finish,
+            ],
+            activity_executor=ThreadPoolExecutor(max_workers=settings.db_threads),
+            max_concurrent_activities=settings.max_concurrent_activities,
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )

@@ -270,7 +270,10 @@ async def run_steady(
             latencies.append(float("inf"))
             return
         while True:
-            run = (await http.get(f"/api/v1/offboardings/{run_id}")).json()
+            try:
+                run = (await http.get(f"/api/v1/offboardings/{run_id}")).json()
+            except httpx.TransportError:  # a keep-alive connection the server just closed
+                continue
             if all_verified(run):
                 latencies.append(time.perf_counter() - accepted)
                 return

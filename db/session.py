@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 
@@ -17,9 +18,13 @@ def get_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         # Worker threads and the API share one file; WAL + a busy timeout serialise writers.
+        # No pool: a SQLite connection is cheap to open, and a bounded pool would make threads
+        # waiting for the write lock also starve readers of connections.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["poolclass"] = NullPool
     else:
-        kwargs.update(pool_size=10, max_overflow=20)
+        # Enough for the API threadpool (40) and the worker's DB threads in one process.
+        kwargs.update(pool_size=20, max_overflow=40)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 

@@ -101,6 +101,9 @@ class SeedUser:
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     # Daemon threads, so stop() never waits for a request a quirk is stalling.
     daemon_threads = True
+    # HTTP/1.0 means a connection per request; socketserver's backlog of 5 drops SYNs under
+    # a burst and every dropped one costs a 1 s retransmit.
+    request_queue_size = 256
 
     # Clients time out and the reset quirk hangs up on purpose; socketserver would
     # print a traceback for each. Anything else is a real bug and stays loud.

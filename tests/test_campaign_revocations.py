@@ -1,6 +1,6 @@
-"""Revocations at the close: in batches across continue-as-new, and a SCIM revocation the app
-refuses becomes an exception task for the app's owners; the campaign completes only once it is
-resolved."""
+"""Collection through a 429, then revocations at the close: in batches across continue-as-new,
+and a SCIM revocation the app refuses becomes an exception task for the app's owners; the
+campaign completes only once it is resolved."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ apps:
       base_url: {base_url}
       token_env: TEST_SCIM_TOKEN
       match: email
+      page_size: 10
 """
 USERS = demo_users(60)
 
@@ -51,6 +52,8 @@ async def test_revocations_continue_as_new_and_a_refused_one_goes_to_the_owner(
     assert refused_user is not None
     # The app refuses to deactivate one account (403): not retryable, a person must act.
     quirks.fail_next(10, 403, method="PATCH", path_contains=refused_user["id"])
+    # Mid-listing, the app asks us to slow down: the listing waits and carries on.
+    quirks.fail_next(1, 429, method="GET", path_contains="startIndex=31", retry_after="1")
 
     # Started the way a Schedule starts one: the workflow creates the campaign row itself.
     campaign_id = f"campaign-cas-{uuid.uuid4().hex[:8]}"
@@ -71,6 +74,7 @@ async def test_revocations_continue_as_new_and_a_refused_one_goes_to_the_owner(
     )
     campaign = campaign.json()
     assert campaign["counts"]["items"] == 60 and campaign["name"] == "CAN"
+    assert quirks.count("GET", "startIndex=31") == 2, "the 429'd page was asked again"
 
     response = await stack.http.post(f"/api/v1/campaigns/{campaign_id}/close")
     assert response.status_code == 200, response.text

@@ -56,9 +56,11 @@ async def open_tasks(stack: Stack, run_id: str, timeout: float = 30) -> list[dic
 
 
 def finished(run: dict[str, Any]) -> bool:
-    # `completed` lands one state write before `completed_at` and the `run.completed` event
-    # (a race reported separately); wait for the final write.
-    return run["status"] == "completed" and run["completed_at"] is not None
+    if run["status"] != "completed":
+        return False
+    # A terminal status is written together with completed_at, never before it.
+    assert run["completed_at"] is not None, run
+    return True
 
 
 async def complete_imanage(stack: Stack, run_id: str) -> None:
@@ -109,6 +111,8 @@ async def test_worker_stopped_during_slow_scim_patch_run_still_completes_once(
     assert run["status"] == "waiting_human"
     assert stack.scim.server.get_user(scim_id)["active"] is False
     assert stack.scim.server.groups_of(scim_id) == []
+    # The graceful shutdown let the call finish; the next worker did not send it again.
+    assert quirks.count("PATCH", "/Users/") == 1
 
     await complete_imanage(stack, run_id)
     run = await stack.wait_run(run_id, finished)
@@ -183,4 +187,3 @@ async def test_worker_restarted_while_waiting_on_human_task_run_completes_once(
     trail = await stack.audit("E1006")
     assert_trail_once(trail)
     assert [e["kind"] for e in trail["events"]].count("task.completed") == 1
-

@@ -11,19 +11,18 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import structlog
 from pydantic import SecretStr
 
 from config import parse_catalog
 from connectors.auth import OAuth2ClientCredentials
 from connectors.base import AuthError, ConfigError, RateLimitedError, TransientError
 from connectors.registry import ConnectorRegistry
-from logs import configure_logging
 from tests.conftest import SCIM_TOKEN, TOKEN_ENV
 from tests.test_scim_support import (  # noqa: F401
     ConnectorFactory,
     ScimEnv,
     TokenEndpoint,
+    json_logs,
     make_connector,
     scim_env,
     token_endpoint,
@@ -166,19 +165,16 @@ async def test_no_secret_in_logs(
     token_endpoint: TokenEndpoint,
     http: httpx.AsyncClient,
     capfd: pytest.CaptureFixture[str],
+    json_logs: None,
 ) -> None:
-    configure_logging("json")
-    try:
-        scim_env.quirks.fail_next(1, 429, retry_after="0")
-        scim_env.quirks.pathless_patch_only = True
-        connector = make_connector(credentials=oauth(token_endpoint, http))
-        with pytest.raises(RateLimitedError):
-            await connector.find("dave.davis@example.com")
-        [account] = await connector.find("dave.davis@example.com")
-        await connector.deactivate(account.id)
-        await connector.remove_groups(account.id)
-    finally:
-        structlog.reset_defaults()
+    scim_env.quirks.fail_next(1, 429, retry_after="0")
+    scim_env.quirks.pathless_patch_only = True
+    connector = make_connector(credentials=oauth(token_endpoint, http))
+    with pytest.raises(RateLimitedError):
+        await connector.find("dave.davis@example.com")
+    [account] = await connector.find("dave.davis@example.com")
+    await connector.deactivate(account.id)
+    await connector.remove_groups(account.id)
     logs = capfd.readouterr()
     text = logs.out + logs.err
     for event in ("scim.token_refreshed", "scim.rate_limited", "scim.patch_form_fallback"):

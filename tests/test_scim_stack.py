@@ -13,18 +13,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from connectors.registry import ConnectorRegistry
-from logs import configure_logging
 from tests.conftest import SCIM_TOKEN, TOKEN_ENV, Stack, StackFactory, steps, terminated
 from tests.test_scim_support import (  # noqa: F401
     ScimEnv,
     TokenEndpoint,
+    json_logs,
     scim_env,
     token_endpoint,
 )
@@ -57,14 +55,6 @@ apps:
       client_secret_env: IRONCLAD_CLIENT_SECRET
       match: email
 """
-
-
-@pytest.fixture
-def json_logs() -> Iterator[None]:
-    """Production logging (structlog JSON on stderr), so the tests read what operators would."""
-    configure_logging("json")
-    yield
-    structlog.reset_defaults()
 
 
 async def everything_public(stack: Stack, run_id: str, person_id: str) -> str:

@@ -25,6 +25,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import pytest
+import structlog
 from pydantic import SecretStr
 
 from config import ScimSettings
@@ -32,6 +33,7 @@ from connectors.auth import BearerToken, Credentials
 from connectors.scim import RateGate, ScimConnector
 from devstack.demo_data import DEMO_GROUPS, demo_users
 from devstack.scim_server import ScimServer, SeedUser, WSGIApp
+from logs import configure_logging
 from tests.conftest import SCIM_TOKEN, TOKEN_ENV, ScimApp
 from tests.scim_quirks import Quirks
 
@@ -243,6 +245,15 @@ async def make_connector(scim_env: ScimEnv) -> AsyncIterator[ConnectorFactory]:
     yield make
     for client in clients:
         await client.aclose()
+
+
+@pytest.fixture
+def json_logs() -> Iterator[None]:
+    """Production logging (structlog JSON on stderr) for the test, then whatever was before."""
+    saved = structlog.get_config()
+    configure_logging("json")
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

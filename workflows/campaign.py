@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.offboarding import SCIM_RETRY
     from workflows.types import (
         AppCollection,
+        AuditEventIn,
         CampaignAppPlan,
         CampaignAppState,
         CampaignBeginInput,
@@ -69,6 +70,7 @@ _DB = timedelta(minutes=10)
 # Listing a big app takes minutes; the activity heartbeats per stored batch.
 COLLECT_TIMEOUT = timedelta(hours=2)
 COLLECT_HEARTBEAT = timedelta(minutes=2)
+_NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
 COLLECT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -215,7 +217,18 @@ class AccessReviewCampaignWorkflow:
                 await self._collect_manual(p)
         except ActivityError as exc:
             self._set_app(p.app, "failed", detail=_cause(exc))
-        await self._sync()
+        state = self._apps[p.app]
+        kind = "campaign.app_failed" if state.status == "failed" else "campaign.app_collected"
+        event = AuditEventIn(
+            person_id=self._id,
+            workflow_id=workflow.info().workflow_id,
+            step_id=f"collect-{p.app}",
+            kind=kind,
+            at=workflow.now().isoformat(),
+            app=p.app,
+            detail={"campaign": self._id, **state.model_dump()},
+        )
+        await self._sync([event])
 
     def _collect_input(self, app: str) -> CollectInput:
         return CollectInput(campaign_id=self._id, workflow_id=workflow.info().workflow_id, app=app)
@@ -286,19 +299,32 @@ class AccessReviewCampaignWorkflow:
         await self._wait_until(self._due)
 
     async def _notify(self, kind: CampaignNotifyKind, step: str) -> None:
-        await workflow.execute_activity(
-            "campaign_notify",
-            CampaignNotifyInput(
-                campaign_id=self._id,
+        """Tell reviewers (or owners); a notification that keeps failing is audited and given
+        up, it never fails the campaign."""
+        try:
+            await workflow.execute_activity(
+                "campaign_notify",
+                CampaignNotifyInput(
+                    campaign_id=self._id,
+                    workflow_id=workflow.info().workflow_id,
+                    kind=kind,
+                    step_id=f"notify-{step}",
+                    at=workflow.now(),
+                    due_at=self._due,
+                ),
+                start_to_close_timeout=_DB,
+                retry_policy=_NOTIFY_RETRY,
+            )
+        except ActivityError as exc:
+            failed = AuditEventIn(
+                person_id=self._id,
                 workflow_id=workflow.info().workflow_id,
-                kind=kind,
                 step_id=f"notify-{step}",
-                at=workflow.now(),
-                due_at=self._due,
-            ),
-            start_to_close_timeout=_QUICK,
-            retry_policy=RetryPolicy(maximum_attempts=5),
-        )
+                kind=f"notify.{kind}.failed",
+                at=workflow.now().isoformat(),
+                detail={"campaign": self._id, "error": _cause(exc)},
+            )
+            await self._sync([failed])
 
     async def _close_review(self) -> None:
         request = self._close
@@ -474,7 +500,7 @@ class AccessReviewCampaignWorkflow:
 
     # -- state -----------------------------------------------------------------------------
 
-    async def _sync(self) -> None:
+    async def _sync(self, events: list[AuditEventIn] | None = None) -> None:
         self._version += 1
         await workflow.execute_activity(
             "campaign_sync",
@@ -482,6 +508,7 @@ class AccessReviewCampaignWorkflow:
                 campaign_id=self._id,
                 status=self._status,
                 apps={k: v.model_copy() for k, v in self._apps.items()},
+                events=events or [],
                 version=self._version,
             ),
             start_to_close_timeout=_QUICK,
