@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore")
 
     data_dir: Path = Path(".offboard")
-    database_url: str | None = None
+    database_url: SecretStr | None = None
     catalog: Path = Path("apps.yaml")
     # Two secrets may be active at once so the HR system can be switched over without downtime.
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -62,7 +62,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'offboard.db').resolve()}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'offboard.db').resolve()}"
 
 
 @lru_cache
@@ -202,6 +204,24 @@ def _location(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def _line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The YAML line of the deepest node along ``loc`` (the key itself for unknown keys)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == key:
+                    line, child = k.start_mark.line + 1, v
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
 def parse_catalog(text: str, source: str = "apps.yaml") -> Catalog:
     try:
         raw = yaml.safe_load(text) or {}
@@ -212,9 +232,13 @@ def parse_catalog(text: str, source: str = "apps.yaml") -> Catalog:
     try:
         return Catalog.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{source}: {_location(raw, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()
-        ]
+        tree = yaml.compose(text)
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line(tree, loc)
+            where = f"{source}: line {line}" if line else source
+            lines.append(f"{where}: {_location(raw, loc)}: {err['msg']}")
         raise CatalogError("\n".join(lines)) from None
 
 

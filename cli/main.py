@@ -66,7 +66,8 @@ def dev(
     from devstack.stack import DevStack
 
     stack = DevStack(_settings(dev_address=False), demo=demo)
-    # SIGTERM is handled like Ctrl-C so a supervisor stops every child too.
+    # Until serve() installs its own handlers, SIGTERM is handled like Ctrl-C, so a
+    # supervisor stopping us during start-up still stops every child.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.prepare()

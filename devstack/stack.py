@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +75,18 @@ def ensure_admin_token(settings: Settings) -> str:
     path.write_text(token)
     path.chmod(0o600)
     return token
+
+
+class QuietSignalsServer(uvicorn.Server):
+    """uvicorn that leaves signals to us: it would re-raise SIGINT on exit, and asyncio.run
+    would then cancel the worker's graceful shutdown halfway."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
 
 
 @dataclass
@@ -148,13 +163,17 @@ class DevStack:
         registry = ConnectorRegistry(self.catalog)
         worker = build_worker(client, settings, self.catalog, registry)
         app = create_app(settings, self.catalog, client)
-        server = uvicorn.Server(
+        server = QuietSignalsServer(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
         )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_exit)
         worker_task = asyncio.create_task(worker.run())
         try:
             await server.serve()
         finally:
+            # Drain in-flight activities before the process (and the dev server) goes away.
             await worker.shutdown()
             await asyncio.gather(worker_task, return_exceptions=True)
             await registry.aclose()

@@ -102,11 +102,6 @@ def test_top_level_must_be_a_mapping() -> None:
     assert "top level" in error_of("- id: ironclad\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DESIGN.md promises line-precise catalog errors; validation errors name the "
-    "field path and app id but not the YAML line (config.parse_catalog/_location)",
-)
 def test_validation_errors_name_the_yaml_line() -> None:
     text = catalog(MANUAL, scim_app(bogus="1"))
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "bogus" in row)
@@ -171,11 +166,6 @@ def test_settings_repr_hides_secret_values(clean_env: pytest.MonkeyPatch) -> Non
         assert needle not in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Settings.database_url is a plain str, so repr(settings) shows the PostgreSQL "
-    "password from OFFBOARD_DATABASE_URL (config.py, Settings.database_url)",
-)
 def test_settings_repr_hides_the_database_password(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("OFFBOARD_DATABASE_URL", "postgresql://offboard:db-pw-3c3c@db:5432/offboard")
     settings = Settings()

@@ -39,21 +39,6 @@ CLI = [sys.executable, "-c", "from cli.main import app; app()"]
 TOKEN_LINE = re.compile(r"Admin token:\s*(\S+)")
 CTRL_C_TIMEOUT = 30
 
-# The known hang (see test_ctrl_c_lets_an_in_flight_scim_call_finish for the cause).
-CTRL_C_BUG = (
-    "BUG: `offboard dev` sometimes never exits after Ctrl-C: uvicorn re-raises the captured "
-    "SIGINT when serve() returns, asyncio.run's handler then cancels DevStack.serve() inside "
-    "`await worker.shutdown()` (devstack/stack.py serve), and asyncio.run's cancel-all-tasks "
-    "leaves the Temporal worker waiting in finalize_shutdown forever, with the Temporal dev "
-    "server still running"
-)
-
-IN_FLIGHT_BUG = (
-    "BUG: on Ctrl-C `offboard dev` never runs the worker's graceful shutdown: uvicorn re-raises "
-    "the captured SIGINT after serve() returns, asyncio.run's SIGINT handler cancels "
-    "DevStack.serve() inside `await worker.shutdown()` (devstack/stack.py serve), so in-flight "
-    "activities are cut off and redone on the next start (and the process sometimes hangs)"
-)
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
@@ -306,12 +291,9 @@ def test_offboard_dev_demo_survives_ctrl_c_and_restart(dev: Dev) -> None:
         assert final["completed_at"] is not None
 
     second_stopped = dev.ctrl_c(second)
-    # Everything else above is enforced; only the known intermittent hang is tolerated here.
-    if not (first_stopped and second_stopped):
-        pytest.xfail(CTRL_C_BUG)
+    assert first_stopped and second_stopped, "offboard dev did not exit after Ctrl-C"
 
 
-@pytest.mark.xfail(strict=True, reason=IN_FLIGHT_BUG)
 def test_ctrl_c_lets_an_in_flight_scim_call_finish(dev: Dev, tmp_path: Path) -> None:
     """Ctrl-C while an app is answering a deactivation: the worker's graceful shutdown lets
     the call finish, so the app is told once, and the next start just carries on."""
