@@ -140,6 +140,12 @@ class ManualSettings(_Strict):
     escalate_to: list[str] = Field(default_factory=list)
     sla_hours: float = 24
     instructions: str = "Remove {{ email }} from this app."
+    # Reminders at these fractions of the SLA; at the SLA the task escalates to escalate_to,
+    # then everyone is reminded every repeat_every_hours until it is done.
+    reminder_fractions: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.5]
+    )
+    repeat_every_hours: Annotated[float, Field(gt=0)] = 24
 
 
 class AppConfig(_Strict):

@@ -64,6 +64,8 @@ class PlanActivities:
                 assignees=app.manual.assignees,
                 escalate_to=app.manual.escalate_to,
                 sla_hours=app.manual.sla_hours,
+                reminder_fractions=app.manual.reminder_fractions,
+                repeat_every_hours=app.manual.repeat_every_hours,
                 instructions=render_instructions(
                     app.manual.instructions, inp.person_id, inp.email, name
                 ),

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         HumanTaskInput,
         NotifyInput,
         TaskCompletion,
+        TaskOpened,
         TaskRecord,
     )
 
@@ -44,6 +45,10 @@ class HumanTaskWorkflow:
         due = created + timedelta(hours=task.sla_hours)
         try:
             await self._record("open", due, "task.created", {"assignees": task.assignees})
+            if task.notify_parent:
+                parent = workflow.get_external_workflow_handle(task.parent_workflow_id)
+                opened = TaskOpened(task_id=task.task_id, app=task.app, kind=task.kind)
+                await parent.signal("task_opened", opened)
             await self._notify("assigned", task.assignees, due)
             await self._remind_until_done(created, due)
         except BaseException as exc:

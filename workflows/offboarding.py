@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEventIn,
         HumanTaskInput,
         JoinRequest,
+        ManualPlan,
         OffboardingInput,
         Plan,
         PlanInput,
@@ -36,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         StepState,
         StepStatus,
         TaskCompletion,
+        TaskKind,
+        TaskOpened,
     )
 
 _QUICK = timedelta(seconds=30)
@@ -160,7 +163,7 @@ class OffboardingWorkflow:
             while True:
                 if await self._attempt(p, attempt):
                     return
-                if not await self._exception(p, attempt):
+                if not await self._exception(p):
                     return
                 attempt += 1
                 p = await self._replan(p)
@@ -178,7 +181,7 @@ class OffboardingWorkflow:
             self._event(f"{p.app}#{attempt}", "step.failed", p.app, {"error": p.reason})
             return False
         if p.connector == "manual":
-            return await self._manual(p, attempt)
+            return await self._manual(p)
         return await self._scim(p, attempt)
 
     async def _scim(self, p: AppPlan, attempt: int) -> bool:
@@ -233,39 +236,20 @@ class OffboardingWorkflow:
         )
         return f"{result.outcome}, read back {result.state}{groups}"
 
-    async def _manual(self, p: AppPlan, attempt: int) -> bool:
+    async def _manual(self, p: AppPlan) -> bool:
         assert p.manual is not None
-        completion = await self._human_task(
-            p,
-            "manual_step",
-            attempt,
-            p.manual.assignees,
-            p.manual.instructions,
-            p.manual.sla_hours,
-            p.manual.escalate_to,
-        )
+        completion = await self._human_task(p, "manual_step", p.manual)
         if completion.outcome == "could_not_complete":
             self._set(p.app, "failed", f"could not complete: {completion.note}")
             return False
         self._set(p.app, "done", f"{completion.outcome} by {completion.actor}: {completion.note}")
         return True
 
-    async def _human_task(
-        self,
-        p: AppPlan,
-        kind: str,
-        attempt: int,
-        assignees: list[str],
-        instructions: str,
-        sla_hours: float,
-        escalate_to: list[str],
-    ) -> TaskCompletion:
+    async def _human_task(self, p: AppPlan, kind: TaskKind, spec: ManualPlan) -> TaskCompletion:
         task_id = f"{p.app}-{workflow.uuid4().hex[:12]}"
-        self._set(
-            p.app,
-            "waiting_human" if kind == "manual_step" else "failed",
-            f"task {task_id}" if kind == "manual_step" else self._steps[p.app].detail,
-        )
+        if kind == "manual_step":
+            # waiting_human only once the task row exists (task_opened), so the inbox has it.
+            self._set(p.app, "running", f"opening task {task_id}")
         result = await workflow.execute_child_workflow(
             HumanTaskWorkflow.run,
             HumanTaskInput(
@@ -276,17 +260,20 @@ class OffboardingWorkflow:
                 parent_workflow_id=workflow.info().workflow_id,
                 person_id=self._inp.person_id,
                 person_email=self._inp.email,
-                assignees=assignees,
-                escalate_to=escalate_to,
-                sla_hours=sla_hours,
-                instructions=instructions,
+                assignees=spec.assignees,
+                escalate_to=spec.escalate_to,
+                sla_hours=spec.sla_hours,
+                instructions=spec.instructions,
+                reminder_fractions=spec.reminder_fractions,
+                repeat_every_hours=spec.repeat_every_hours,
+                notify_parent=True,
             ),
             id=f"task-{task_id}",
         )
         assert result is not None
         return result
 
-    async def _exception(self, p: AppPlan, attempt: int) -> bool:
+    async def _exception(self, p: AppPlan) -> bool:
         """Open an exception task; True when an admin asked to retry, False when resolved."""
         step = self._steps[p.app]
         instructions = (
@@ -294,9 +281,8 @@ class OffboardingWorkflow:
             "Retry the step, or fix it by hand and complete this task with a note."
         )
         self._open_exceptions.add(p.app)
-        task = asyncio.create_task(
-            self._human_task(p, "exception", attempt, p.owners, instructions, 24, [])
-        )
+        spec = ManualPlan(assignees=p.owners, sla_hours=24, instructions=instructions)
+        task = asyncio.create_task(self._human_task(p, "exception", spec))
         await workflow.wait_condition(lambda: p.app in self._retry or task.done())
         self._open_exceptions.discard(p.app)
         if p.app in self._retry:
@@ -426,6 +412,12 @@ class OffboardingWorkflow:
             return  # the request that started this run, not a second termination
         key = request.event_id or f"{request.source}-{workflow.uuid4().hex[:8]}"
         self._event(f"join:{key}", "run.joined", None, request.model_dump())
+
+    @workflow.signal
+    def task_opened(self, opened: TaskOpened) -> None:
+        step = self._steps.get(opened.app)
+        if opened.kind == "manual_step" and step is not None and step.status == "running":
+            self._set(opened.app, "waiting_human", f"task {opened.task_id}")
 
     @workflow.signal
     def cancel(self, reason: str) -> None:

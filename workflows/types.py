@@ -64,6 +64,8 @@ class ManualPlan(BaseModel):
     escalate_to: list[str] = Field(default_factory=list)
     sla_hours: float
     instructions: str
+    reminder_fractions: list[float] = Field(default_factory=lambda: [0.5])
+    repeat_every_hours: float = 24
 
 
 class AppPlan(BaseModel):
@@ -146,8 +148,16 @@ class HumanTaskInput(BaseModel):
     escalate_to: list[str] = Field(default_factory=list)
     sla_hours: float = 24
     instructions: str = ""
-    reminder_fractions: list[float] = Field(default_factory=lambda: [0.5, 1.0])
+    reminder_fractions: list[float] = Field(default_factory=lambda: [0.5])
     repeat_every_hours: float = 24
+    # Signal the parent (task_opened) once the task row exists.
+    notify_parent: bool = False
+
+
+class TaskOpened(BaseModel):
+    task_id: str
+    app: str
+    kind: TaskKind
 
 
 class TaskCompletion(BaseModel):
