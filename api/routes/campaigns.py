@@ -19,7 +19,15 @@ from sqlmodel import Session, col, select
 from temporalio.client import WorkflowUpdateFailedError
 
 from api import campaign_service as svc
-from api.deps import AdminDep, CatalogDep, PrincipalDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    AdminDep,
+    CatalogDep,
+    DbDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.errors import ApiError
 from api.routes.tasks import can_see, complete
 from db.models import Campaign, CampaignItem, HumanTask
@@ -224,6 +232,7 @@ async def upload_accounts(
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
+    db: DbDep,
     catalog: CatalogDep,
     client: TemporalDep,
 ) -> JSONResponse:
@@ -252,7 +261,7 @@ async def upload_accounts(
     digest = hashlib.sha256(body).hexdigest()
     svc.replace_uploaded_accounts(session, campaign_id, app, parsed)
     note = f"uploaded {len(parsed.rows)} account(s) (sha256 {digest[:16]})"
-    await complete(session, catalog, client, principal, task.id, "done", note, digest)
+    await complete(db, catalog, client, principal, task.id, "done", note, digest)
     return JSONResponse(
         {
             "campaign": campaign_id,
