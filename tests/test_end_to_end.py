@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -11,6 +14,15 @@ from db.models import AuditEvent
 from tests.conftest import Stack, steps, terminated
 
 pytestmark = pytest.mark.slow
+
+
+async def save_history(stack: Stack, workflow_id: str, run_id: str) -> None:
+    """OFFBOARD_SAVE_HISTORY=<file> keeps this run's history for the replay test
+    (tests/test_replay.py): do it before changing OffboardingWorkflow's logic."""
+    target = os.environ.get("OFFBOARD_SAVE_HISTORY")
+    if target:
+        history = await stack.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        Path(target).write_text(history.to_json())
 
 
 async def test_webhook_to_verified_scim_and_completed_manual_task(
@@ -55,6 +67,7 @@ async def test_webhook_to_verified_scim_and_completed_manual_task(
     run = await stack.wait_run(run_id, lambda r: r["status"] == "completed")
     assert steps(run) == {"ironclad": "verified", "imanage": "done"}
     assert run["completed_at"] is not None
+    await save_history(stack, run["workflow_id"], run_id)
 
     trail = await stack.audit("E1003")
     kinds = [e["kind"] for e in trail["events"]]
