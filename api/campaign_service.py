@@ -30,7 +30,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from api.deps import Principal
+from api.deps import Db, Principal
 from api.errors import ApiError
 from config import Catalog, Settings
 from db import audit
@@ -92,7 +92,7 @@ def check_apps(catalog: Catalog, apps: Sequence[str] | None) -> list[str]:
 
 async def start_campaign(
     client: Client,
-    session: Session,
+    db: Db,
     settings: Settings,
     catalog: Catalog,
     template: CampaignTemplate,
@@ -104,7 +104,6 @@ async def start_campaign(
     template = template.model_copy(update={"apps": apps})
     campaign_id = f"campaign-{uuid.uuid4().hex[:12]}"
     now = utcnow()
-    due = now + timedelta(days=template.due_in_days)
     row = Campaign(
         id=campaign_id,
         workflow_id=campaign_id,
@@ -116,15 +115,18 @@ async def start_campaign(
         trigger=trigger,
         created_by=actor,
         created_at=now,
-        due_at=due,
+        # The API's estimate; the workflow writes the deadline by its own clock at once.
+        due_at=now + timedelta(days=template.due_in_days),
         app_state={a: {"status": "collecting", "accounts": 0, "detail": ""} for a in apps},
     )
-    session.add(row)
-    session.commit()
+
+    def insert(session: Session) -> None:
+        session.add(row)
+        session.commit()
+
+    await db.run(insert)
     await client.start_workflow(
         AccessReviewCampaignWorkflow.run,
-        # The workflow sets the authoritative due time from its own clock (the row's is the
-        # API's estimate until the workflow's first write, a moment later).
         CampaignInput(template=template, campaign_id=campaign_id, trigger=trigger, actor=actor),
         id=campaign_id,
         task_queue=settings.task_queue,
@@ -411,7 +413,7 @@ def read_csv(
     text: str, allowed: Sequence[str], required: Sequence[str]
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, row) pairs; header problems raise CsvProblem naming line 1 and the column."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
     if not header:
         raise CsvProblem([{"line": 1, "column": None, "message": "empty file: no header row"}])
@@ -512,6 +514,17 @@ def replace_uploaded_accounts(
         )
     )
     session.add_all(CampaignItem(campaign_id=campaign_id, app=app, **row) for row in parsed.rows)
+    session.commit()
+
+
+def drop_unclassified(session: Session, campaign_id: str, app: str) -> None:
+    session.exec(
+        delete(CampaignItem).where(
+            col(CampaignItem.campaign_id) == campaign_id,
+            col(CampaignItem.app) == app,
+            col(CampaignItem.classification).is_(None),
+        )
+    )
     session.commit()
 
 

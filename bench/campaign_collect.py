@@ -246,6 +246,7 @@ async def run_round(address: str, apps: int, count: int, workdir: Path, prerende
     from temporalio.client import WorkflowUpdateFailedError
 
     from api.campaign_service import start_campaign
+    from api.deps import Db
     from config import Settings, parse_catalog
     from db.migrate import upgrade
     from db.models import Campaign
@@ -293,15 +294,14 @@ async def run_round(address: str, apps: int, count: int, workdir: Path, prerende
         client = await connect(settings)
         engine = get_engine(db_url)
         started = time.perf_counter()
-        with Session(engine, expire_on_commit=False) as session:
-            campaign = await start_campaign(
-                client,
-                session,
-                settings,
-                catalog,
-                CampaignTemplate(name=f"bench {count}", due_in_days=14),
-                "bench",
-            )
+        campaign = await start_campaign(
+            client,
+            Db(db_url),
+            settings,
+            catalog,
+            CampaignTemplate(name=f"bench {count}", due_in_days=14),
+            "bench",
+        )
         peak = idle
         while True:
             rss, hwm = rss_kib(worker.pid)

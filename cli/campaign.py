@@ -97,6 +97,7 @@ def start(
 ) -> None:
     """Start a campaign now; prints its id."""
     from api.campaign_service import start_campaign
+    from api.deps import Db
     from api.errors import ApiError
 
     settings, catalog = _env()
@@ -104,11 +105,9 @@ def start(
 
     async def run() -> str:
         client = await _client(settings)
-        with _session(settings) as session:
-            row = await start_campaign(
-                client, session, settings, catalog, template, "cli", trigger="cli"
-            )
-            return row.id
+        db = Db(settings.effective_database_url)
+        row = await start_campaign(client, db, settings, catalog, template, "cli", trigger="cli")
+        return row.id
 
     try:
         typer.echo(asyncio.run(run()))

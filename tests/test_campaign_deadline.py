@@ -17,6 +17,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.campaign_service import start_campaign
+from api.deps import Db
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
 from tests.conftest import SCIM_TOKEN, Stack, StackFactory
@@ -79,19 +80,18 @@ async def run_to_deadline(
     )
     settings = stack.settings.model_copy(update={"task_queue": worker.task_queue})
     async with worker:
-        with stack.session() as session:
-            campaign = await start_campaign(
-                env.client,
-                session,
-                settings,
-                stack.catalog,
-                CampaignTemplate(
-                    name=f"deadline {on_no_decision}",
-                    due_in_days=14,
-                    on_no_decision=on_no_decision,  # type: ignore[arg-type]
-                ),
-                "admin@example.com",
-            )
+        campaign = await start_campaign(
+            env.client,
+            Db(stack.db_url),
+            settings,
+            stack.catalog,
+            CampaignTemplate(
+                name=f"deadline {on_no_decision}",
+                due_in_days=14,
+                on_no_decision=on_no_decision,  # type: ignore[arg-type]
+            ),
+            "admin@example.com",
+        )
         await poll(
             lambda: _get(stack, f"/api/v1/campaigns/{campaign.id}"),
             lambda c: c["status"] == "reviewing",

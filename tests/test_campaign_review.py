@@ -14,7 +14,9 @@ import asyncio
 import csv
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -505,6 +507,11 @@ async def test_campaign_collects_classifies_reviews_revokes_and_proves(
 
     for client in (owner, alice, carol, legal, frank, helpdesk):
         await client.aclose()
+    target = os.environ.get("OFFBOARD_SAVE_CAMPAIGN_HISTORY")
+    if target and backend == "sqlite":
+        # Keep this run's history for tests/test_replay.py before changing the workflow.
+        history = await stack.client.get_workflow_handle(campaign_id).fetch_history()
+        await asyncio.to_thread(Path(target).write_text, history.to_json())
 
 
 async def _json(request: Any) -> Any:

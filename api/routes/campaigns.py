@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
@@ -64,14 +65,15 @@ class CloseBody(BaseModel):
 async def create_campaign(
     body: CampaignCreate,
     admin: AdminDep,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     catalog: CatalogDep,
     client: TemporalDep,
 ) -> JSONResponse:
     template = CampaignTemplate(**body.model_dump())
-    campaign = await svc.start_campaign(client, session, settings, catalog, template, admin.actor)
-    return JSONResponse(svc.campaign_view(session, campaign), 202)
+    campaign = await svc.start_campaign(client, db, settings, catalog, template, admin.actor)
+    view = await db.run(lambda session: svc.campaign_view(session, campaign))
+    return JSONResponse(jsonable_encoder(view), 202)
 
 
 @router.get("/campaigns")
@@ -206,12 +208,12 @@ def decide_bulk(
 async def close_campaign(
     campaign_id: str,
     admin: AdminDep,
-    session: SessionDep,
+    db: DbDep,
     client: TemporalDep,
     body: Annotated[CloseBody | None, Body()] = None,
 ) -> dict[str, Any]:
     """End the review now: on_no_decision for what is pending, then the revocations start."""
-    campaign = svc.get_campaign(session, campaign_id)
+    campaign = await db.run(lambda session: svc.get_campaign(session, campaign_id))
     if campaign.status not in svc.OPEN:
         raise ApiError(409, "review_closed", f"campaign {campaign_id} is {campaign.status}")
     handle = client.get_workflow_handle(campaign.workflow_id)
@@ -221,8 +223,10 @@ async def close_campaign(
     except WorkflowUpdateFailedError as exc:
         message = getattr(exc.cause, "message", None) or str(exc.cause)
         raise ApiError(409, "review_closed", message) from None
-    session.refresh(campaign)
-    return {**svc.campaign_view(session, campaign), "closed": result.model_dump()}
+    view = await db.run(
+        lambda session: svc.campaign_view(session, svc.get_campaign(session, campaign_id))
+    )
+    return {**view, "closed": result.model_dump()}
 
 
 @router.post("/campaigns/{campaign_id}/apps/{app}/accounts", status_code=202)
@@ -231,7 +235,6 @@ async def upload_accounts(
     app: str,
     request: Request,
     principal: PrincipalDep,
-    session: SessionDep,
     db: DbDep,
     catalog: CatalogDep,
     client: TemporalDep,
@@ -239,12 +242,12 @@ async def upload_accounts(
     """A manual app's accounts as CSV (``text/csv``; header ``account,email,display_name,
     last_sign_in,account_id,active``, only ``account`` required). All or nothing: a bad row is
     422 naming its line (header = line 1) and column. Completes the owner's upload task."""
-    campaign = svc.get_campaign(session, campaign_id)
+    campaign = await db.run(lambda session: svc.get_campaign(session, campaign_id))
     if app not in campaign.apps:
         raise ApiError(404, "not_found", f"app {app!r} is not part of campaign {campaign_id}")
     if app not in {a.id for a in catalog.apps} or catalog.app(app).connector != "manual":
-        raise ApiError(409, "not_manual", f"{app} is a SCIM app: its accounts are collected")
-    task = session.get(HumanTask, f"{campaign_id}-{app}-upload")
+        raise ApiError(409, "not_manual", f"{app} is not a manual app: its accounts are collected")
+    task = await db.run(lambda session: session.get(HumanTask, f"{campaign_id}-{app}-upload"))
     if task is None or task.kind != "csv_upload":
         raise ApiError(409, "no_upload_task", f"no upload is expected for {app} (yet)")
     if not can_see(principal, task, catalog):
@@ -259,9 +262,14 @@ async def upload_accounts(
     except svc.CsvProblem as exc:
         raise exc.api_error() from None
     digest = hashlib.sha256(body).hexdigest()
-    svc.replace_uploaded_accounts(session, campaign_id, app, parsed)
+    await db.run(lambda session: svc.replace_uploaded_accounts(session, campaign_id, app, parsed))
     note = f"uploaded {len(parsed.rows)} account(s) (sha256 {digest[:16]})"
-    await complete(db, catalog, client, principal, task.id, "done", note, digest)
+    try:
+        await complete(db, catalog, client, principal, task.id, "done", note, digest)
+    except ApiError:
+        # The task closed meanwhile (the review ended): the upload does not count.
+        await db.run(lambda session: svc.drop_unclassified(session, campaign_id, app))
+        raise
     return JSONResponse(
         {
             "campaign": campaign_id,
