@@ -40,7 +40,6 @@ TOKEN_LINE = re.compile(r"Admin token:\s*(\S+)")
 CTRL_C_TIMEOUT = 30
 
 
-
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
     """Live processes whose command line contains `text` (e.g. the Temporal dev server)."""
     found = []

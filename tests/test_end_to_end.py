@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ async def save_history(stack: Stack, workflow_id: str, run_id: str) -> None:
     target = os.environ.get("OFFBOARD_SAVE_HISTORY")
     if target:
         history = await stack.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        Path(target).write_text(history.to_json())
+        await asyncio.to_thread(Path(target).write_text, history.to_json())
 
 
 async def test_webhook_to_verified_scim_and_completed_manual_task(

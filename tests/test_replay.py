@@ -6,6 +6,7 @@ record a new history (see tests/test_end_to_end.py ``save_history``) when adding
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def test_there_are_histories_to_replay() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
-    history = WorkflowHistory.from_json("replay", path.read_text())
+    history = WorkflowHistory.from_json("replay", await asyncio.to_thread(path.read_text))
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
