@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.campaign import CampaignActivities
 from activities.deprovision import DeprovisionActivities
@@ -84,6 +85,12 @@ def build_worker(
                 campaign.finish,
             ],
             activity_executor=ThreadPoolExecutor(max_workers=settings.db_threads),
+            # Keep the sandbox's guards on non-deterministic calls, but share already-imported
+            # modules instead of re-importing them for every new run: under a burst of
+            # terminations that re-import was most of the worker's CPU.
+            workflow_runner=SandboxedWorkflowRunner(
+                restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+            ),
             max_concurrent_activities=settings.max_concurrent_activities,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
