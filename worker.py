@@ -49,12 +49,14 @@ def build_worker(
     plan = PlanActivities(catalog, registry, sessions)
     deprovision = DeprovisionActivities(catalog, registry, sessions)
     records = RecordActivities(sessions)
-    campaign = CampaignActivities(catalog, registry, sessions, settings.effective_public_url)
     notify = NotifyActivities(
         settings.effective_public_url,
         smtp_url=secret(settings.smtp_url),
         smtp_from=settings.smtp_from,
         chat_webhook_url=secret(settings.slack_webhook_url),
+    )
+    campaign = CampaignActivities(
+        catalog, registry, sessions, settings.effective_public_url, mailer=notify.mailer
     )
     # The executor runs only the sync (DB) activities; SCIM calls are async and need no thread.
     # Temporal warns when it is smaller than max_concurrent_activities: that is the intent here.

@@ -29,6 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import to_application_error
+from activities.notify import Mailer
 from config import AppConfig, Catalog
 from connectors.base import Account, ConnectorError
 from connectors.registry import ConnectorRegistry
@@ -227,7 +228,9 @@ class CampaignActivities:
         registry: ConnectorRegistry,
         session_factory: Callable[[], Session],
         public_url: str = "",
+        mailer: Mailer | None = None,
     ) -> None:
+        self._mailer = mailer
         self._catalog = catalog
         self._registry = registry
         self._sessions = session_factory
@@ -536,16 +539,24 @@ class CampaignActivities:
             "have no decision; due {due}, then on_no_decision={policy} applies",
         }[inp.kind]
         due = inp.due_at.strftime("%Y-%m-%d %H:%M UTC")
+        failed: list[str] = []
         for recipient, n in sorted(counts.items()):
+            line = subject.format(name=campaign.name, n=n, due=due, policy=campaign.on_no_decision)
             log.info(
                 "campaign.notify",
                 kind=inp.kind,
                 to=recipient,
-                subject=subject.format(
-                    name=campaign.name, n=n, due=due, policy=campaign.on_no_decision
-                ),
+                subject=line,
                 link=f"{link}/items?reviewer=me",
             )
+            if self._mailer is not None:
+                body = f"{line}\n\nReview them here: {link}/items?reviewer=me\n"
+                try:
+                    # A sync activity runs in a worker thread, so it may run its own loop.
+                    asyncio.run(self._mailer.send([recipient], line, body))
+                except ApplicationError:
+                    # Never fail the campaign over a notice: the trail records who missed it.
+                    failed.append(recipient)
         shown = dict(sorted(counts.items())[:200])
         event = campaign_event(
             inp.campaign_id,
@@ -555,6 +566,7 @@ class CampaignActivities:
             {
                 "recipients": shown,
                 "recipient_count": len(counts),
+                "email_failed": failed[:200],
                 "pending_items": sum(counts.values()),
                 "due_at": inp.due_at.isoformat(),
             },

@@ -55,6 +55,38 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
+class Mailer:
+    """Sends plain-text email through the configured SMTP server."""
+
+    def __init__(self, smtp_url: str, sender: str) -> None:
+        self.target = parse_smtp_url(smtp_url)
+        self.sender = sender
+
+    async def send(self, recipients: list[str], subject: str, body: str) -> None:
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = ", ".join(recipients)
+        email["Subject"] = subject
+        email.set_content(body)
+        target = self.target
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=target.host,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                use_tls=target.use_tls,
+                start_tls=target.start_tls,
+                timeout=15,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise ApplicationError(
+                f"email to {', '.join(recipients)} failed: {type(exc).__name__}: {exc}",
+                type="notify",
+            ) from exc
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -71,8 +103,7 @@ class NotifyActivities:
         chat_webhook_url: str | None = None,
     ) -> None:
         self._public_url = public_url.rstrip("/")
-        self._smtp = parse_smtp_url(smtp_url) if smtp_url else None
-        self._from = smtp_from
+        self.mailer = Mailer(smtp_url, smtp_from) if smtp_url else None
         self._chat_url = chat_webhook_url
 
     def render(self, msg: NotifyInput) -> Rendered:
@@ -91,31 +122,10 @@ class NotifyActivities:
     @activity.defn(name="notify_email")
     async def notify_email(self, msg: NotifyInput) -> str:
         rendered = self.render(msg)
-        if self._smtp is None or not msg.recipients:
+        if self.mailer is None or not msg.recipients:
             log.info("notify.email.skipped", kind=msg.kind, subject=rendered.subject)
             return "skipped"
-        email = EmailMessage()
-        email["From"] = self._from
-        email["To"] = ", ".join(msg.recipients)
-        email["Subject"] = rendered.subject
-        email.set_content(rendered.body)
-        target = self._smtp
-        try:
-            await aiosmtplib.send(
-                email,
-                hostname=target.host,
-                port=target.port,
-                username=target.username,
-                password=target.password,
-                use_tls=target.use_tls,
-                start_tls=target.start_tls,
-                timeout=15,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise ApplicationError(
-                f"email to {', '.join(msg.recipients)} failed: {type(exc).__name__}: {exc}",
-                type="notify",
-            ) from exc
+        await self.mailer.send(msg.recipients, rendered.subject, rendered.body)
         log.info("notify.email.sent", kind=msg.kind, to=msg.recipients, subject=rendered.subject)
         return "sent"
 

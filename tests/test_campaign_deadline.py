@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.campaign_service import start_campaign
 from api.deps import Db
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
-from tests.conftest import SCIM_TOKEN, Stack, StackFactory
+from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory
 from tests.test_campaign_review import poll
 from worker import build_worker
 from workflows.types import CampaignOutcome, CampaignTemplate
@@ -137,14 +138,26 @@ async def assert_timeline(stack: Stack, campaign_id: str) -> None:
 
 
 async def test_deadline_without_decisions_revokes_everything_but_protected(
-    make_stack: StackFactory, scim: ScimServer, time_skipping_env: WorkflowEnvironment
+    make_stack: StackFactory,
+    scim: ScimServer,
+    time_skipping_env: WorkflowEnvironment,
+    smtp: tuple[Inbox, int],
 ) -> None:
+    inbox, port = smtp
     stack = await make_stack(
-        catalog_text=CATALOG.replace("{base_url}", scim.base_url), worker=False
+        catalog_text=CATALOG.replace("{base_url}", scim.base_url),
+        worker=False,
+        smtp_url=SecretStr(f"smtp://127.0.0.1:{port}"),
     )
     campaign_id, outcome = await run_to_deadline(stack, time_skipping_env, "revoke")
     assert outcome.status == "completed"
     await assert_timeline(stack, campaign_id)
+    reminders = [m for m in inbox.messages if m["subject"].startswith("Reminder: access review")]
+    assert sorted(r for m in reminders for r in m["to"]) == [
+        "alice.adams@example.com", "alice.adams@example.com",
+        "legal-ops@example.com", "legal-ops@example.com",
+    ]  # fmt: skip
+    assert all(f"/campaigns/{campaign_id}/items" in m["body"] for m in reminders)
 
     items = await _get(stack, f"/api/v1/campaigns/{campaign_id}/items")
     assert len(items) == len(SEEDED)

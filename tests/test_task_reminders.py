@@ -12,13 +12,11 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -30,36 +28,11 @@ from db.migrate import upgrade
 from db.models import HumanTask
 from db.session import get_engine
 from devstack.ports import free_port
+from tests.conftest import Inbox
 from workflows.human_task import HumanTaskWorkflow
 from workflows.types import HumanTaskInput, TaskCompletion
 
 pytestmark = pytest.mark.slow
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.content)
-        self.messages.append(
-            {
-                "to": sorted(envelope.rcpt_tos),
-                "subject": msg["Subject"],
-                "body": msg.get_payload(decode=True).decode(),
-            }
-        )
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
 
 
 @pytest.fixture
