@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
+from cli import runs
 from cli.campaign import campaign_app
 from config import Catalog, CatalogError, Settings, get_settings, load_catalog
 from db import audit
@@ -28,6 +29,9 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(apps_app, name="apps")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(runs.tasks_app, name="tasks")
+app.command()(runs.start)
+app.command()(runs.status)
 err = Console(stderr=True)
 
 
