@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import AppActivities
 from activities.errors import to_application_error
 from activities.notify import Mailer
 from config import AppConfig, Catalog
@@ -221,7 +222,7 @@ def campaign_event(
     )
 
 
-class CampaignActivities:
+class CampaignActivities(AppActivities):
     def __init__(
         self,
         catalog: Catalog,
@@ -230,10 +231,8 @@ class CampaignActivities:
         public_url: str = "",
         mailer: Mailer | None = None,
     ) -> None:
+        super().__init__(catalog, registry, session_factory)
         self._mailer = mailer
-        self._catalog = catalog
-        self._registry = registry
-        self._sessions = session_factory
         self._public_url = public_url.rstrip("/")
 
     def _campaign(self, session: Session, campaign_id: str) -> Campaign:

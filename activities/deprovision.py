@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import AppActivities
 from activities.errors import to_application_error
-from config import Catalog
 from connectors.base import ConnectorError, ReadBack
-from connectors.registry import ConnectorRegistry
 from connectors.scim import ScimConnector
 from db import audit
 from workflows.types import AuditEventIn, ScimStepInput, ScimStepResult
@@ -22,17 +19,7 @@ from workflows.types import AuditEventIn, ScimStepInput, ScimStepResult
 READ_BACK_TRIES = 5
 
 
-class DeprovisionActivities:
-    def __init__(
-        self,
-        catalog: Catalog,
-        registry: ConnectorRegistry,
-        session_factory: Callable[[], Session],
-    ) -> None:
-        self._catalog = catalog
-        self._registry = registry
-        self._sessions = session_factory
-
+class DeprovisionActivities(AppActivities):
     @activity.defn(name="deprovision_scim")
     async def deprovision_scim(self, inp: ScimStepInput) -> ScimStepResult:
         try:

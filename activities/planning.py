@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.base import AppActivities
 from activities.errors import to_application_error
-from config import AppConfig, Catalog
+from config import AppConfig
 from connectors.base import ConnectorError
-from connectors.registry import ConnectorRegistry
 from db.models import Person
 from workflows.types import AppPlan, ManualPlan, Plan, PlanInput
 
@@ -25,17 +23,7 @@ def render_instructions(template: str, person_id: str, email: str, name: str) ->
     return _templates.from_string(template).render(person_id=person_id, email=email, name=name)
 
 
-class PlanActivities:
-    def __init__(
-        self,
-        catalog: Catalog,
-        registry: ConnectorRegistry,
-        session_factory: Callable[[], Session],
-    ) -> None:
-        self._catalog = catalog
-        self._registry = registry
-        self._sessions = session_factory
-
+class PlanActivities(AppActivities):
     def _person_name(self, person_id: str) -> str:
         with self._sessions() as session:
             person = session.get(Person, person_id)

@@ -225,18 +225,9 @@ def campaign_view(
     }
 
 
-def item_view(item: CampaignItem) -> dict[str, Any]:
-    person = (
-        {"id": item.person_id, "email": item.person_email, "name": item.person_name}
-        if item.person_id
-        else None
-    )
+def review_fields(item: CampaignItem) -> dict[str, Any]:
+    """What the review decided about an item, as the API and the evidence report show it."""
     return {
-        "id": item.id,
-        "app": item.app,
-        "account": item.account,
-        "account_id": item.account_id,
-        "person": person,
         "classification": item.classification,
         "last_sign_in": item.last_sign_in,
         "groups": item.groups,
@@ -249,6 +240,22 @@ def item_view(item: CampaignItem) -> dict[str, Any]:
         "revocation": item.revocation,
         "revocation_detail": item.revocation_detail or None,
         "verified_at": iso(item.verified_at),
+    }
+
+
+def item_view(item: CampaignItem) -> dict[str, Any]:
+    person = (
+        {"id": item.person_id, "email": item.person_email, "name": item.person_name}
+        if item.person_id
+        else None
+    )
+    return {
+        "id": item.id,
+        "app": item.app,
+        "account": item.account,
+        "account_id": item.account_id,
+        "person": person,
+        **review_fields(item),
     }
 
 
@@ -539,18 +546,7 @@ def report_row(item: CampaignItem) -> dict[str, Any]:
         "person_id": item.person_id,
         "person_email": item.person_email,
         "person_name": item.person_name,
-        "classification": item.classification,
-        "last_sign_in": item.last_sign_in,
-        "groups": item.groups,
-        "reviewer": item.reviewer,
-        "decision": item.decision,
-        "justification": item.justification,
-        "decided_by": item.decided_by,
-        "decided_at": iso(item.decided_at),
-        "auto_decided": item.auto_decided,
-        "revocation": item.revocation,
-        "revocation_detail": item.revocation_detail or None,
-        "verified_at": iso(item.verified_at),
+        **review_fields(item),
     }
 
 
