@@ -87,3 +87,7 @@ def render(database_url: str) -> bytes:
     scrape = CollectorRegistry()
     scrape.register(StoredStateCollector(database_url))
     return generate_latest(REGISTRY) + generate_latest(scrape)
+
+
+def count_scim_response(app: str, status: int) -> None:
+    SCIM_REQUESTS.labels(app, str(status)).inc()

@@ -106,6 +106,7 @@ def api() -> None:
 def worker() -> None:
     """Run a Temporal worker against OFFBOARD_TEMPORAL_ADDRESS."""
     from connectors.registry import ConnectorRegistry
+    from metrics import count_scim_response
     from temporal_client import connect
     from worker import build_worker
 
@@ -114,7 +115,7 @@ def worker() -> None:
 
     async def run() -> None:
         client = await connect(settings)
-        registry = ConnectorRegistry(catalog)
+        registry = ConnectorRegistry(catalog, observe=count_scim_response)
         built = build_worker(client, settings, catalog, registry)
         # As PID 1 in a container SIGTERM has no default action: drain in-flight activities.
         loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ pause hold across runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 from pydantic import SecretStr
@@ -17,15 +17,30 @@ from connectors.auth import BearerToken, Credentials, OAuth2ClientCredentials
 from connectors.base import ConfigError
 from connectors.scim import ScimConnector
 
+ResponseObserver = Callable[[str, int], None]
 
-def scim_http_client(settings: ScimSettings) -> httpx.AsyncClient:
-    """The pooled client for one app: its timeout, and a pool no larger than its limit needs."""
+
+def scim_http_client(
+    settings: ScimSettings, app_id: str = "", observe: ResponseObserver | None = None
+) -> httpx.AsyncClient:
+    """The pooled client for one app: its timeout, and a pool no larger than its limit needs.
+
+    ``observe(app, status)`` sees every response (the worker counts them as metrics).
+    """
     # One spare connection for the OAuth2 token endpoint.
     connections = settings.max_concurrent_requests + 1
+    hooks: dict[str, list[Callable[[httpx.Response], Awaitable[None]]]] = {}
+    if observe is not None:
+
+        async def count(response: httpx.Response) -> None:
+            observe(app_id, response.status_code)
+
+        hooks["response"] = [count]
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout_seconds),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         follow_redirects=False,
+        event_hooks=hooks,
     )
 
 
@@ -58,8 +73,14 @@ def scim_credentials(
 
 
 class ConnectorRegistry:
-    def __init__(self, catalog: Catalog, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        env: Mapping[str, str] | None = None,
+        observe: ResponseObserver | None = None,
+    ) -> None:
         self.catalog = catalog
+        self._observe = observe
         self._env = env if env is not None else os.environ
         self._scim: dict[str, ScimConnector] = {}
         self._clients: list[httpx.AsyncClient] = []
@@ -74,7 +95,7 @@ class ConnectorRegistry:
         # Checked before anything is built or cached: once the env var is set, a retried step
         # works without restarting the worker.
         require_credentials(app_id, app.scim, self._env)
-        client = scim_http_client(app.scim)
+        client = scim_http_client(app.scim, app_id, self._observe)
         self._clients.append(client)
         connector = ScimConnector(
             app_id, app.scim, client, scim_credentials(app_id, app.scim, client, self._env)

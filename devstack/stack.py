@@ -23,6 +23,7 @@ from db.migrate import upgrade
 from db.models import Person
 from db.session import get_engine
 from devstack.temporal_server import TemporalDevServer
+from metrics import count_scim_response
 from temporal_client import connect_with_retry
 from worker import build_worker
 
@@ -160,7 +161,7 @@ class DevStack:
         assert self.catalog is not None
         settings = self.settings
         client = await connect_with_retry(settings)
-        registry = ConnectorRegistry(self.catalog)
+        registry = ConnectorRegistry(self.catalog, observe=count_scim_response)
         worker = build_worker(client, settings, self.catalog, registry)
         app = create_app(settings, self.catalog, client)
         server = QuietSignalsServer(

@@ -41,6 +41,7 @@ from devstack.demo_data import DEMO_GROUPS, demo_users
 from devstack.ports import free_port
 from devstack.scim_server import ScimServer, SeedUser
 from devstack.temporal_server import TemporalDevServer
+from metrics import count_scim_response
 from temporal_client import connect_with_retry
 from tests.scim_quirks import Quirks
 from worker import build_worker
@@ -297,7 +298,9 @@ async def make_stack(
             headers={"Authorization": f"Bearer {admin}"},
             timeout=30,
         )
-        registry = ConnectorRegistry(catalog, env={TOKEN_ENV: SCIM_TOKEN})
+        registry = ConnectorRegistry(
+            catalog, env={TOKEN_ENV: SCIM_TOKEN}, observe=count_scim_response
+        )
         stack = Stack(settings, catalog, temporal_client, http, admin, scim, registry)
         if worker:
             await stack.start_worker()

@@ -40,3 +40,4 @@ async def test_an_offboarding_shows_up_in_metrics(stack: Stack) -> None:
     )
     assert value(text, 'offboard_open_human_tasks{age="lt_1h",app="imanage"}') == 1
     assert value(text, 'offboard_runs{status="waiting_human"}') == 1
+    assert value(text, 'offboard_scim_requests_total{app="ironclad",status="200"}') >= 1
