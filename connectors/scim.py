@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import re
 import time
@@ -180,9 +181,15 @@ def _group_name(group: dict[str, Any]) -> str:
     return str(group.get("displayName") or group["id"])
 
 
+@functools.cache
+def _patch_op_type(model: type[User[Any]] | type[Group]) -> Any:
+    # Parametrising PatchOp[...] builds a class each time; it showed up in burst profiles.
+    return PatchOp[model]  # type: ignore[valid-type]
+
+
 def _patch_body(model: type[User[Any]] | type[Group], operation: dict[str, Any]) -> dict[str, Any]:
     """A PatchOp message, validated by scim2-models against the resource's schema."""
-    message = PatchOp[model].model_validate(  # type: ignore[valid-type]
+    message = _patch_op_type(model).model_validate(
         {"schemas": [PATCH_SCHEMA], "Operations": [operation]}
     )
     body: dict[str, Any] = message.model_dump(mode="json", exclude_none=True)

@@ -77,40 +77,54 @@ def person_events(session: Session, person_id: str) -> list[dict[str, Any]]:
     return [export(r) for r in rows]
 
 
-def _append_one(session: Session, event: AuditEventIn) -> bool:
-    exists = session.exec(
-        select(AuditEvent.id).where(
-            AuditEvent.workflow_id == event.workflow_id,
-            AuditEvent.step_id == event.step_id,
-            AuditEvent.kind == event.kind,
+def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
+    """Append the events not written yet, each chained to its person's head; one flush."""
+    if not batch:
+        return 0
+    written_keys = {
+        tuple(row)
+        for row in session.exec(
+            select(AuditEvent.workflow_id, AuditEvent.step_id, AuditEvent.kind).where(
+                col(AuditEvent.workflow_id).in_({e.workflow_id for e in batch}),
+                col(AuditEvent.step_id).in_({e.step_id for e in batch}),
+            )
         )
-    ).first()
-    if exists is not None:
-        return False
-    last = session.exec(
-        select(AuditEvent.seq, AuditEvent.hash)
-        .where(AuditEvent.person_id == event.person_id)
-        .order_by(col(AuditEvent.seq).desc())
-        .limit(1)
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    row = AuditEvent(
-        person_id=event.person_id,
-        seq=seq,
-        at=event.at,
-        kind=event.kind,
-        app=event.app,
-        actor=event.actor,
-        detail=event.detail,
-        workflow_id=event.workflow_id,
-        step_id=event.step_id,
-        hash="",
-        prev_hash=prev,
-    )
-    row.hash = chain_hash(prev, export(row))
-    session.add(row)
+    }
+    heads: dict[str, tuple[int, str]] = {}
+    rows = []
+    for event in batch:
+        key = (event.workflow_id, event.step_id, event.kind)
+        if key in written_keys:
+            continue
+        written_keys.add(key)
+        if event.person_id not in heads:
+            last = session.exec(
+                select(AuditEvent.seq, AuditEvent.hash)
+                .where(AuditEvent.person_id == event.person_id)
+                .order_by(col(AuditEvent.seq).desc())
+                .limit(1)
+            ).first()
+            heads[event.person_id] = (last[0], last[1]) if last else (0, GENESIS)
+        seq, prev = heads[event.person_id]
+        row = AuditEvent(
+            person_id=event.person_id,
+            seq=seq + 1,
+            at=event.at,
+            kind=event.kind,
+            app=event.app,
+            actor=event.actor,
+            detail=event.detail,
+            workflow_id=event.workflow_id,
+            step_id=event.step_id,
+            hash="",
+            prev_hash=prev,
+        )
+        row.hash = chain_hash(prev, export(row))
+        heads[event.person_id] = (row.seq, row.hash)
+        rows.append(row)
+    session.add_all(rows)
     session.flush()
-    return True
+    return len(rows)
 
 
 # First key of the two-key advisory lock: namespaces offboard's per-person chain locks.
@@ -164,7 +178,7 @@ def append(
     def attempt() -> int:
         with session_factory() as session:
             lock_chains(session, (e.person_id for e in batch))
-            written = sum(_append_one(session, e) for e in batch)
+            written = _append_batch(session, batch)
             if extra is not None:
                 extra(session)
             session.commit()
