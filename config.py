@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     burst_threshold: int = 50
     burst_window_minutes: int = 10
     max_concurrent_activities: int = 200
+    # Running workflows kept in memory; beyond it the least recent are evicted and replayed
+    # from history when they next wake, so a burst of terminations cannot grow memory unbounded.
+    workflow_cache_size: int = 200
     # Threads for DB-writing activities; SQLite has one writer, so more only adds contention.
     db_threads: int = 16
 
