@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -187,6 +188,10 @@ class Catalog(_Strict):
             if app.id == app_id:
                 return app
         raise KeyError(app_id)
+
+    def unknown_apps(self, app_ids: Iterable[str] | None) -> list[str]:
+        """The ids not in the catalog, sorted (for one error naming them all)."""
+        return sorted(set(app_ids or []) - {a.id for a in self.apps})
 
     def is_protected(self, *identities: str | None) -> bool:
         protected = {p.lower() for p in self.protected_accounts}

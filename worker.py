@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 
 from pydantic import SecretStr
-from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -21,7 +18,7 @@ from activities.planning import PlanActivities
 from activities.records import RecordActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
-from db.session import get_engine
+from db.session import session_factory
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
 from workflows.offboarding import OffboardingWorkflow
@@ -32,10 +29,6 @@ WORKFLOWS = [OffboardingWorkflow, HumanTaskWorkflow, PlanWorkflow, AccessReviewC
 
 def secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
-
-
-def session_factory(database_url: str) -> Callable[[], Session]:
-    return partial(Session, get_engine(database_url), expire_on_commit=False)
 
 
 def build_worker(

@@ -31,7 +31,7 @@ class PlanActivities(AppActivities):
 
     @activity.defn(name="plan_offboarding")
     async def plan_offboarding(self, inp: PlanInput) -> Plan:
-        unknown = sorted(set(inp.apps or []) - {a.id for a in self._catalog.apps})
+        unknown = self._catalog.unknown_apps(inp.apps)
         if unknown:
             raise ApplicationError(
                 f"unknown app(s): {', '.join(unknown)}", type="config", non_retryable=True

@@ -30,7 +30,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from api.deps import Db, Principal
+from api.deps import Db, Principal, check_apps
 from api.errors import ApiError
 from config import Catalog, Settings
 from db import audit
@@ -80,14 +80,6 @@ def iso(value: datetime | None) -> str | None:
 
 
 # -- start ---------------------------------------------------------------------------------
-
-
-def check_apps(catalog: Catalog, apps: Sequence[str] | None) -> list[str]:
-    known = [a.id for a in catalog.apps]
-    unknown = sorted(set(apps or []) - set(known))
-    if unknown:
-        raise ApiError(422, "unknown_app", f"unknown app(s): {', '.join(unknown)}")
-    return list(dict.fromkeys(apps)) if apps else known
 
 
 async def start_campaign(

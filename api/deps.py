@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -14,7 +14,7 @@ from temporalio.client import Client
 from api.errors import ApiError
 from api.tokens import Role, lookup
 from config import Catalog, Settings
-from db.session import get_engine
+from db.session import open_session
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ def get_catalog(request: Request) -> Catalog:
 
 def get_session(request: Request) -> Iterator[Session]:
     url = request.app.state.settings.effective_database_url
-    with Session(get_engine(url), expire_on_commit=False) as session:
+    with open_session(url) as session:
         yield session
 
 
@@ -54,7 +54,7 @@ class Db:
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         def call() -> T:
-            with Session(get_engine(self._url), expire_on_commit=False) as session:
+            with open_session(self._url) as session:
                 return fn(session)
 
         return await run_in_threadpool(call)
@@ -126,3 +126,11 @@ def owned_apps(principal: Principal, catalog: Catalog) -> set[str] | None:
         return None
     email = (principal.email or "").lower()
     return {a.id for a in catalog.apps if email and email in {o.lower() for o in a.owners}}
+
+
+def check_apps(catalog: Catalog, apps: Sequence[str] | None) -> list[str]:
+    """The requested app ids (all apps when none), or 422 naming every unknown one."""
+    unknown = catalog.unknown_apps(apps)
+    if unknown:
+        raise ApiError(422, "unknown_app", f"unknown app(s): {', '.join(unknown)}")
+    return list(dict.fromkeys(apps)) if apps else [a.id for a in catalog.apps]

@@ -238,12 +238,12 @@ def schedule(
 
     from api.campaign_service import (
         SCHEDULE_PREFIX,
-        check_apps,
         create_schedule,
         cron_spec,
         list_schedules,
         quarterly_spec,
     )
+    from api.deps import check_apps
     from api.errors import ApiError
 
     modes = [quarterly, cron is not None, list_, delete is not None]

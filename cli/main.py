@@ -18,7 +18,7 @@ from cli.campaign import campaign_app
 from config import Catalog, CatalogError, Settings, get_settings, load_catalog
 from db import audit
 from db.migrate import upgrade
-from db.session import get_engine
+from db.session import open_session
 from logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Durable offboarding.")
@@ -47,7 +47,7 @@ def _settings(dev_address: bool = True) -> Settings:
 
 
 def _session(settings: Settings) -> Session:
-    return Session(get_engine(settings.effective_database_url), expire_on_commit=False)
+    return open_session(settings.effective_database_url)
 
 
 def _catalog(settings: Settings) -> Catalog:

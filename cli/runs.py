@@ -98,10 +98,10 @@ def status(run_id: str) -> None:
     """Show a run and each app's step."""
     from api.offboarding_service import run_view
     from db.models import OffboardingRun
-    from db.session import session_scope
+    from db.session import open_session
 
     settings, _ = _env()
-    with session_scope(settings.effective_database_url) as session:
+    with open_session(settings.effective_database_url) as session:
         run = session.get(OffboardingRun, run_id)
         if run is None:
             raise _fail(f"no offboarding run {run_id!r}")
@@ -126,10 +126,10 @@ def tasks_list(
     from sqlmodel import col, select
 
     from db.models import HumanTask
-    from db.session import session_scope
+    from db.session import open_session
 
     settings, _ = _env()
-    with session_scope(settings.effective_database_url) as session:
+    with open_session(settings.effective_database_url) as session:
         query = select(HumanTask).order_by(col(HumanTask.due_at))
         if status:
             query = query.where(HumanTask.status == status)

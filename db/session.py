@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import event
@@ -39,7 +38,10 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-@contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    with Session(get_engine(url), expire_on_commit=False) as session:
-        yield session
+def open_session(url: str) -> Session:
+    """A session on the URL's shared engine; objects stay readable after commit."""
+    return Session(get_engine(url), expire_on_commit=False)
+
+
+def session_factory(url: str) -> Callable[[], Session]:
+    return partial(open_session, url)

@@ -7,13 +7,12 @@ import contextlib
 import os
 import secrets
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 from pydantic import SecretStr
-from sqlmodel import Session
 
 from api.app import create_app
 from api.tokens import create_token
@@ -21,7 +20,7 @@ from config import Catalog, Settings, load_catalog, parse_catalog
 from connectors.registry import ConnectorRegistry
 from db.migrate import upgrade
 from db.models import Person
-from db.session import get_engine
+from db.session import open_session
 from devstack.temporal_server import TemporalDevServer
 from metrics import count_scim_response
 from temporal_client import connect_with_retry
@@ -57,25 +56,22 @@ service_accounts: ["svc-*", "*-bot@*"]
 """
 
 
-def persistent_secret(path: Path, make: str) -> str:
-    """A dev-only secret kept in the data dir, so restarts keep the same one."""
+def persistent_secret(path: Path, make: Callable[[], str]) -> str:
+    """A dev-only secret kept in the data dir, made once, so restarts keep the same one."""
     if path.exists():
         return path.read_text().strip()
-    path.write_text(make)
+    value = make()
+    path.write_text(value)
     path.chmod(0o600)
-    return make
+    return value
 
 
 def ensure_admin_token(settings: Settings) -> str:
-    path = settings.data_dir / "admin-token"
-    url = settings.effective_database_url
-    with Session(get_engine(url)) as session:
-        if path.exists():
-            return path.read_text().strip()
-        token = create_token(session, "admin", "dev-admin", "admin@example.com")
-    path.write_text(token)
-    path.chmod(0o600)
-    return token
+    def make() -> str:
+        with open_session(settings.effective_database_url) as session:
+            return create_token(session, "admin", "dev-admin", "admin@example.com")
+
+    return persistent_secret(settings.data_dir / "admin-token", make)
 
 
 class QuietSignalsServer(uvicorn.Server):
@@ -105,7 +101,7 @@ class DevStack:
         upgrade(self.settings.effective_database_url)
         if not self.settings.webhook_secrets:
             secret = persistent_secret(
-                self.settings.data_dir / "webhook-secret", secrets.token_hex(16)
+                self.settings.data_dir / "webhook-secret", lambda: secrets.token_hex(16)
             )
             os.environ["OFFBOARD_WEBHOOK_SECRETS"] = secret
             self.settings = self.settings.model_copy(
@@ -134,13 +130,15 @@ class DevStack:
         from devstack.demo_data import DEMO_GROUPS, demo_users
         from devstack.scim_server import ScimServer
 
-        token = persistent_secret(self.settings.data_dir / "demo-scim-token", secrets.token_hex(16))
+        token = persistent_secret(
+            self.settings.data_dir / "demo-scim-token", lambda: secrets.token_hex(16)
+        )
         os.environ[DEMO_TOKEN_ENV] = token
         server = ScimServer(token=token).start()
         self.scim = server
         users = demo_users()
         server.seed(users, DEMO_GROUPS)
-        with Session(get_engine(self.settings.effective_database_url)) as session:
+        with open_session(self.settings.effective_database_url) as session:
             for i, user in enumerate(users):
                 person_id = f"E{1000 + i}"
                 if session.get(Person, person_id) is None:

@@ -36,7 +36,7 @@ from api.tokens import create_token
 from config import Catalog, Settings, parse_catalog
 from connectors.registry import ConnectorRegistry
 from db.migrate import upgrade
-from db.session import get_engine
+from db.session import get_engine, open_session
 from devstack.demo_data import DEMO_GROUPS, demo_users
 from devstack.ports import free_port
 from devstack.scim_server import ScimServer, SeedUser
@@ -166,7 +166,7 @@ class Stack:
         return self.settings.effective_database_url
 
     def session(self) -> Session:
-        return Session(get_engine(self.db_url), expire_on_commit=False)
+        return open_session(self.db_url)
 
     def token(self, role: str, email: str | None = None) -> str:
         with self.session() as session:

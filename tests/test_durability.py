@@ -86,28 +86,36 @@ def assert_trail_once(trail: dict[str, Any]) -> None:
     assert "run.failed" not in kinds and "step.failed" not in kinds
 
 
+async def restart_worker_during_patch(
+    stack: Stack, index: int, hold: float, timeout: float
+) -> tuple[str, dict[str, Any]]:
+    """Terminate seeded user ``index`` while the app holds the deactivation PATCH ``hold``
+    seconds (a slow SaaS endpoint), replace the worker meanwhile (deploy, crash, scale-in),
+    and wait until Ironclad is verified again; returns (run_id, run)."""
+    assert stack.scim is not None
+    quirks = stack.scim.quirks
+    quirks.delay_next(1, hold, method="PATCH", path_contains="/Users/")
+    response = await stack.webhook(terminated(stack.scim.users[index], index))
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["run_id"]
+    await wait_for(lambda: quirks.count("PATCH", "/Users/") >= 1, "the deactivation PATCH")
+    await stack.stop_worker()
+    await stack.start_worker()
+    run = await stack.wait_run(
+        run_id,
+        lambda r: steps(r) == {"ironclad": "verified", "imanage": "waiting_human"},
+        timeout,
+    )
+    return run_id, run
+
+
 async def test_worker_stopped_during_slow_scim_patch_run_still_completes_once(
     stack: Stack,
 ) -> None:
     assert stack.scim is not None
     quirks = stack.scim.quirks
-    erin = stack.scim.users[4]
-    scim_id = stack.scim.ids[erin.user_name]
-    # The deactivation PATCH hangs in the app for a while, as a slow SaaS endpoint does.
-    quirks.delay_next(1, 3, method="PATCH", path_contains="/Users/")
-
-    response = await stack.webhook(terminated(erin, 4))
-    assert response.status_code == 202, response.text
-    run_id = response.json()["run_id"]
-
-    await wait_for(lambda: quirks.count("PATCH", "/Users/") >= 1, "the deactivation PATCH")
-    # The worker goes away (deploy, crash, scale-in) while the app still holds the request.
-    await stack.stop_worker()
-    await stack.start_worker()
-
-    run = await stack.wait_run(
-        run_id, lambda r: steps(r) == {"ironclad": "verified", "imanage": "waiting_human"}, 60
-    )
+    scim_id = stack.scim.ids[stack.scim.users[4].user_name]
+    run_id, run = await restart_worker_during_patch(stack, 4, hold=3, timeout=60)
     assert run["status"] == "waiting_human"
     assert stack.scim.server.get_user(scim_id)["active"] is False
     assert stack.scim.server.groups_of(scim_id) == []
@@ -131,22 +139,9 @@ async def test_worker_stopped_past_grace_during_scim_patch_retries_promptly(
     """
     assert stack.scim is not None
     quirks = stack.scim.quirks
-    frank = stack.scim.users[5]
-    scim_id = stack.scim.ids[frank.user_name]
-    quirks.delay_next(1, 60, method="PATCH", path_contains="/Users/")
-
-    response = await stack.webhook(terminated(frank, 5))
-    assert response.status_code == 202, response.text
-    run_id = response.json()["run_id"]
-
-    await wait_for(lambda: quirks.count("PATCH", "/Users/") >= 1, "the deactivation PATCH")
-    await stack.stop_worker()
-    await stack.start_worker()
-
+    scim_id = stack.scim.ids[stack.scim.users[5].user_name]
     # Well under the 120 s start-to-close timeout: the cut-off attempt must not be waited out.
-    run = await stack.wait_run(
-        run_id, lambda r: steps(r) == {"ironclad": "verified", "imanage": "waiting_human"}, 45
-    )
+    run_id, run = await restart_worker_during_patch(stack, 5, hold=60, timeout=45)
     assert quirks.count("PATCH", "/Users/") >= 2, "the deactivation should have been retried"
     assert stack.scim.server.get_user(scim_id)["active"] is False
 

@@ -21,6 +21,7 @@ from api.deps import (
     SettingsDep,
     StaffDep,
     TemporalDep,
+    check_apps,
     owned_apps,
 )
 from api.errors import ApiError
@@ -65,9 +66,7 @@ async def create_offboarding(
     catalog: CatalogDep,
     client: TemporalDep,
 ) -> JSONResponse:
-    unknown = sorted(set(body.apps or []) - {a.id for a in catalog.apps})
-    if unknown:
-        raise ApiError(422, "unknown_app", f"unknown app(s): {', '.join(unknown)}")
+    check_apps(catalog, body.apps)
     person = await db.run(lambda session: resolve_person(session, body.email, body.employee_id))
     if body.dry_run:
         plan = await client.execute_workflow(
