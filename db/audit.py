@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -189,9 +189,3 @@ def append(
 
 def people_with_events(session: Session) -> list[str]:
     return list(session.exec(select(AuditEvent.person_id).group_by(AuditEvent.person_id)).all())
-
-
-def event_count(session: Session, person_id: str) -> int:
-    return session.exec(
-        select(func.count()).select_from(AuditEvent).where(AuditEvent.person_id == person_id)
-    ).one()

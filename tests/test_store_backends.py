@@ -153,7 +153,7 @@ def test_a_retried_write_with_the_same_idempotency_key_is_a_no_op(migrated: str)
 
     with sessions(migrated)() as session:
         exported = audit.person_events(session, "E1001")
-        assert audit.event_count(session, "E1001") == 3
+        assert len(audit.person_events(session, "E1001")) == 3
     assert [(e["seq"], e["kind"]) for e in exported] == [
         (1, "step.verified"),
         (2, "step.started"),
