@@ -30,13 +30,10 @@ def get_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _: Any) -> None:
             cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
-
-        # WAL is a property of the file: set once, not on every (unpooled) connection.
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
     return engine
 
