@@ -67,8 +67,11 @@ class DeprovisionActivities(AppActivities):
         if inp.mode == "delete" and state == "inactive":
             verified["note"] = "the app keeps deleted accounts, deactivated"
         events.append(event("step.verified", verified))
+        result = ScimStepResult(outcome=outcome, groups_removed=removed, state=state)
+        if not inp.write_audit:
+            return result.model_copy(update={"events": events})
         await asyncio.to_thread(audit.append, self._sessions, events)
-        return ScimStepResult(outcome=outcome, groups_removed=removed, state=state)
+        return result
 
     async def _read_back(
         self, connector: ScimConnector, inp: ScimStepInput, gone_expected: bool

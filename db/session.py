@@ -8,22 +8,24 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
 
 @lru_cache
 def get_engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Worker threads and the API share one file; WAL + a busy timeout serialise writers.
-        # No pool: a SQLite connection is cheap to open, and a bounded pool would make threads
-        # waiting for the write lock also starve readers of connections.
+        # Pooled, but never bounded: a capped pool would make threads waiting for the write
+        # lock also starve readers of connections. Reuse matters under a burst: opening a
+        # connection (and its pragmas) per session cost more CPU than the writes themselves.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        kwargs["poolclass"] = NullPool
+        kwargs.update(poolclass=QueuePool, pool_size=32, max_overflow=-1)
     else:
-        # Enough for the API threadpool (40) and the worker's DB threads in one process.
-        kwargs.update(pool_size=20, max_overflow=40)
+        # Enough for the API threadpool (40) and the worker's DB threads in one process; a
+        # pre-ping finds connections the server dropped (restart, idle timeout) before use.
+        kwargs.update(pool_size=20, max_overflow=40, pool_pre_ping=True)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 

@@ -35,6 +35,10 @@ class TemporalDevServer:
         return f"{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def ui_url(self) -> str | None:
         return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
 

@@ -42,6 +42,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _QUICK = timedelta(seconds=30)
+# Since this patch the plan and the state/audit writes run as local activities (they take
+# milliseconds; a task-queue round trip each cost more than the work under a burst), and a SCIM
+# step's audit events are written in the same transaction as its new status.
+LOCAL_PLAN_AND_WRITES = "local-plan-and-writes"
 LIVE_STATUSES = ("running", "waiting_human")
 # Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
 # raised non-retryable by the activity and stop at once.
@@ -77,19 +81,15 @@ class OffboardingWorkflow:
         self._dirty = False
         self._closing = False
         self._completed_at: datetime | None = None
+        self._local = False
 
     # -- run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
+        self._local = workflow.patched(LOCAL_PLAN_AND_WRITES)
         self._mirror_task = asyncio.create_task(self._mirror())
-        plan: Plan = await workflow.execute_activity(
-            "plan_offboarding",
-            PlanInput(person_id=inp.person_id, email=inp.email, apps=inp.apps),
-            result_type=Plan,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SCIM_RETRY,
-        )
+        plan = await self._plan(inp.apps)
         for p in plan.apps:
             status: StepStatus = "skipped" if p.action == "skip" else "pending"
             self._steps[p.app] = StepState(
@@ -214,11 +214,13 @@ class OffboardingWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 step_id=f"{step_id}:{mode}",
                 mode=mode,
+                write_audit=not self._local,
             ),
             result_type=ScimStepResult,
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=SCIM_RETRY,
         )
+        self._pending_events.extend(result.events)
         return result
 
     async def _delete_later(self, p: AppPlan, step_id: str) -> None:
@@ -298,14 +300,21 @@ class OffboardingWorkflow:
         return False
 
     async def _replan(self, p: AppPlan) -> AppPlan:
-        plan: Plan = await workflow.execute_activity(
-            "plan_offboarding",
-            PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=[p.app]),
-            result_type=Plan,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SCIM_RETRY,
-        )
+        plan = await self._plan([p.app])
         return plan.apps[0]
+
+    async def _plan(self, apps: list[str] | None) -> Plan:
+        inp = PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps)
+        options: dict[str, Any] = {
+            "result_type": Plan,
+            "start_to_close_timeout": timedelta(seconds=60),
+            "retry_policy": SCIM_RETRY,
+        }
+        if self._local:
+            plan: Plan = await workflow.execute_local_activity("plan_offboarding", inp, **options)
+        else:
+            plan = await workflow.execute_activity("plan_offboarding", inp, **options)
+        return plan
 
     # -- state ---------------------------------------------------------------------------
 
@@ -369,24 +378,26 @@ class OffboardingWorkflow:
             self._dirty = False
             self._version += 1
             events, self._pending_events = self._pending_events, []
-            await workflow.execute_activity(
-                "record_run",
-                RecordInput(
-                    run_id=workflow.info().run_id,
-                    workflow_id=workflow.info().workflow_id,
-                    person_id=self._inp.person_id,
-                    email=self._inp.email,
-                    run_status=self._status,
-                    steps=[s.model_copy() for s in self._steps.values()],
-                    events=events,
-                    completed_at=self._completed_at,
-                    trigger=self._inp.trigger,
-                    reason=self._inp.reason,
-                    effective_at=self._inp.effective_at,
-                    version=self._version,
-                ),
-                start_to_close_timeout=_QUICK,
+            record = RecordInput(
+                run_id=workflow.info().run_id,
+                workflow_id=workflow.info().workflow_id,
+                person_id=self._inp.person_id,
+                email=self._inp.email,
+                run_status=self._status,
+                steps=[s.model_copy() for s in self._steps.values()],
+                events=events,
+                completed_at=self._completed_at,
+                trigger=self._inp.trigger,
+                reason=self._inp.reason,
+                effective_at=self._inp.effective_at,
+                version=self._version,
             )
+            if self._local:
+                await workflow.execute_local_activity(
+                    "record_run", record, start_to_close_timeout=_QUICK
+                )
+            else:
+                await workflow.execute_activity("record_run", record, start_to_close_timeout=_QUICK)
 
     async def _finish(self) -> None:
         """The last write: final status and completed_at, after every earlier one."""

@@ -128,12 +128,16 @@ class ScimStepInput(BaseModel):
     workflow_id: str
     step_id: str
     mode: Literal["deactivate", "delete"]
+    # False: the events come back in the result, for the caller to write together with the
+    # step's new status (one transaction instead of two).
+    write_audit: bool = True
 
 
 class ScimStepResult(BaseModel):
     outcome: Literal["deactivated", "deleted", "gone"]
     groups_removed: list[str] = Field(default_factory=list)
     state: Literal["inactive", "gone"]
+    events: list[AuditEventIn] = Field(default_factory=list)
 
 
 class HumanTaskInput(BaseModel):
