@@ -25,7 +25,9 @@ _clients: dict[str, httpx.AsyncClient] = {}
 
 @activity.defn
 async def deactivate(url: str, email: str) -> str:
-    client = _clients.setdefault(url, httpx.AsyncClient(timeout=30, headers=HEADERS))
+    client = _clients.get(url)
+    if client is None:  # not setdefault: building a client per call (TLS context) is costly
+        client = _clients[url] = httpx.AsyncClient(timeout=30, headers=HEADERS)
     quoted = email.replace("\\", "\\\\").replace('"', '\\"')
     found = await client.get(f"{url}/Users", params={"filter": f'userName eq "{quoted}"'})
     user_id = found.json()["Resources"][0]["id"]

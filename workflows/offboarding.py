@@ -42,10 +42,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _QUICK = timedelta(seconds=30)
-# Since this patch the plan and the state/audit writes run as local activities (they take
-# milliseconds; a task-queue round trip each cost more than the work under a burst), and a SCIM
-# step's audit events are written in the same transaction as its new status.
-LOCAL_PLAN_AND_WRITES = "local-plan-and-writes"
+# Since this patch the state/audit writes run as local activities (a few milliseconds of DB
+# work; under a burst a task-queue round trip each cost more than the work), and a SCIM step's
+# audit events are written with its new status, in one transaction. Calls to apps stay regular
+# activities: a local one still running when a worker shuts down can leave its run waiting
+# for a workflow task nobody schedules.
+LOCAL_WRITES = "local-writes"
 LIVE_STATUSES = ("running", "waiting_human")
 # Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
 # raised non-retryable by the activity and stop at once.
@@ -87,7 +89,7 @@ class OffboardingWorkflow:
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
-        self._local = workflow.patched(LOCAL_PLAN_AND_WRITES)
+        self._local = workflow.patched(LOCAL_WRITES)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -204,18 +206,19 @@ class OffboardingWorkflow:
 
     async def _deprovision(self, p: AppPlan, step_id: str, mode: str) -> ScimStepResult:
         assert p.account_id is not None
+        inp = ScimStepInput(
+            app=p.app,
+            account_id=p.account_id,
+            account=p.account,
+            person_id=self._inp.person_id,
+            workflow_id=workflow.info().workflow_id,
+            step_id=f"{step_id}:{mode}",
+            mode=mode,
+            write_audit=not self._local,
+        )
         result: ScimStepResult = await workflow.execute_activity(
             "deprovision_scim",
-            ScimStepInput(
-                app=p.app,
-                account_id=p.account_id,
-                account=p.account,
-                person_id=self._inp.person_id,
-                workflow_id=workflow.info().workflow_id,
-                step_id=f"{step_id}:{mode}",
-                mode=mode,
-                write_audit=not self._local,
-            ),
+            inp,
             result_type=ScimStepResult,
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=SCIM_RETRY,
@@ -304,16 +307,13 @@ class OffboardingWorkflow:
         return plan.apps[0]
 
     async def _plan(self, apps: list[str] | None) -> Plan:
-        inp = PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps)
-        options: dict[str, Any] = {
-            "result_type": Plan,
-            "start_to_close_timeout": timedelta(seconds=60),
-            "retry_policy": SCIM_RETRY,
-        }
-        if self._local:
-            plan: Plan = await workflow.execute_local_activity("plan_offboarding", inp, **options)
-        else:
-            plan = await workflow.execute_activity("plan_offboarding", inp, **options)
+        plan: Plan = await workflow.execute_activity(
+            "plan_offboarding",
+            PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
+            result_type=Plan,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SCIM_RETRY,
+        )
         return plan
 
     # -- state ---------------------------------------------------------------------------
