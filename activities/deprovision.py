@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import AppActivities
 from activities.errors import to_application_error
-from connectors.base import ConnectorError, ReadBack
+from connectors.base import ConnectorError, GroupRef, ReadBack
 from connectors.scim import ScimConnector
 from db import audit
 from workflows.types import AuditEventIn, ScimStepInput, ScimStepResult
@@ -32,7 +32,7 @@ class DeprovisionActivities(AppActivities):
         assert scim is not None
         connector = self._registry.scim(inp.app)
         outcome: Literal["deactivated", "deleted", "gone"]
-        removed: list[str] = []
+        removed: list[GroupRef] = []
         if inp.mode == "delete":
             # Groups first, while the account still resolves: some apps keep deleted users in
             # their groups' member lists, others refuse member changes for a deleted user.
@@ -46,7 +46,7 @@ class DeprovisionActivities(AppActivities):
             if scim.remove_groups:
                 removed = await connector.remove_groups(inp.account_id)
         gone_expected = scim.gone_after_deactivate_ok or inp.mode == "delete" or outcome == "gone"
-        state = await self._read_back(connector, inp, gone_expected)
+        state = await self._read_back(connector, inp, removed, gone_expected)
         now = datetime.now(UTC).isoformat()
 
         def event(kind: str, detail: dict[str, object]) -> AuditEventIn:
@@ -61,30 +61,35 @@ class DeprovisionActivities(AppActivities):
             )
 
         events = [event(f"scim.{outcome}", {"mode": inp.mode})]
-        if removed:
-            events.append(event("scim.groups_removed", {"groups": removed}))
+        names = [g.name for g in removed]
+        if names:
+            events.append(event("scim.groups_removed", {"groups": names}))
         verified: dict[str, object] = {"read_back": state}
         if inp.mode == "delete" and state == "inactive":
             verified["note"] = "the app keeps deleted accounts, deactivated"
         events.append(event("step.verified", verified))
-        result = ScimStepResult(outcome=outcome, groups_removed=removed, state=state)
+        result = ScimStepResult(outcome=outcome, groups_removed=names, state=state)
         if not inp.write_audit:
             return result.model_copy(update={"events": events})
         await asyncio.to_thread(audit.append, self._sessions, events)
         return result
 
     async def _read_back(
-        self, connector: ScimConnector, inp: ScimStepInput, gone_expected: bool
+        self,
+        connector: ScimConnector,
+        inp: ScimStepInput,
+        removed: list[GroupRef],
+        gone_expected: bool,
     ) -> Literal["inactive", "gone"]:
         """Read the account until the app confirms it; a server may apply writes lazily.
 
         Verified means: gone (404; after a deactivation only if the app is known to
         soft-delete), or inactive -- also after a DELETE, for apps whose DELETE only
-        deactivates -- and, when we manage groups, in no group any more.
+        deactivates -- and no longer listed by any group we took it out of.
         """
         last = ReadBack(state="active")
         for attempt in range(READ_BACK_TRIES):
-            last = await connector.read_back(inp.account_id)
+            last = await connector.read_back(inp.account_id, removed)
             if last.state == "gone" and not gone_expected:
                 raise ApplicationError(
                     f"{inp.app}: account {inp.account_id} vanished after deactivation; "

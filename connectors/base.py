@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -89,6 +90,11 @@ class Account(BaseModel):
     last_sign_in: str | None = None
 
 
+class GroupRef(BaseModel):
+    id: str
+    name: str
+
+
 class ReadBack(BaseModel):
     state: Literal["active", "inactive", "gone"]
     groups: list[str] = Field(default_factory=list)
@@ -101,6 +107,8 @@ class Connector(Protocol):
 
     async def delete(self, account_id: str) -> Literal["deleted", "gone"]: ...
 
-    async def remove_groups(self, account_id: str) -> list[str]: ...
+    async def remove_groups(self, account_id: str) -> list[GroupRef]: ...
 
-    async def read_back(self, account_id: str) -> ReadBack: ...
+    async def read_back(
+        self, account_id: str, removed_from: Sequence[GroupRef] = ()
+    ) -> ReadBack: ...

@@ -18,7 +18,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ from connectors.base import (
     Account,
     AuthError,
     ConnectorError,
+    GroupRef,
     ProtocolError,
     RateLimitedError,
     ReadBack,
@@ -47,6 +48,8 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
 # Asked for when listing a member's groups (RFC 7644 3.4.2.5).
 GROUP_PROJECTION = "displayName,members.value"
+# Group ids per re-read query: keeps the filter (and the URL) short for people in many groups.
+STILL_IN_BATCH = 10
 # When a 429 carries no (readable) Retry-After.
 DEFAULT_RETRY_AFTER = 5.0
 
@@ -219,6 +222,7 @@ class ScimConnector:
         )
         # Learned once: the app rejects `members.value eq` filters, so groups are paged.
         self._member_filter_ok = True
+        self._id_filter_ok = True
 
     def variant(self, **settings: Any) -> ScimConnector:
         """The same app with some settings changed, sharing client, credentials and gate."""
@@ -569,19 +573,10 @@ class ScimConnector:
         """
         groups: list[dict[str, Any]] | None = None
         if self._member_filter_ok:
-            member_filter = f"members.value eq {escape_filter_value(account_id)}"
             try:
-                # Only names and member ids: big groups are most of the bytes (and of the
-                # server's time). A group the filter matched must list members; if one does
-                # not, the projection was not understood and we ask again for everything.
-                groups = [
-                    g
-                    async for g in self._paged(
-                        "/Groups", {"filter": member_filter, "attributes": GROUP_PROJECTION}
-                    )
-                ]
-                if any("members" not in g for g in groups):
-                    groups = [g async for g in self._paged("/Groups", {"filter": member_filter})]
+                groups = await self._groups_where(
+                    f"members.value eq {escape_filter_value(account_id)}"
+                )
             except RejectedError as exc:
                 self._member_filter_ok = False
                 log.warning(
@@ -593,6 +588,67 @@ class ScimConnector:
         if groups is None:
             groups = [g async for g in self._paged("/Groups", {})]
         return [g for g in groups if "id" in g and _has_member(g, account_id)]
+
+    async def _groups_where(self, scim_filter: str) -> list[dict[str, Any]]:
+        # Only names and member ids: big groups are most of the bytes (and of the server's
+        # time). A group the filter matched must list members; if one does not, the
+        # projection was not understood and we ask again for everything.
+        projected = {"filter": scim_filter, "attributes": GROUP_PROJECTION}
+        groups = [g async for g in self._paged("/Groups", projected)]
+        if any("members" not in g for g in groups):
+            groups = [g async for g in self._paged("/Groups", {"filter": scim_filter})]
+        return groups
+
+    async def still_in(self, groups: Sequence[GroupRef], account_id: str) -> list[str]:
+        """Of the groups the account was taken out of, the names of those still listing it.
+
+        Re-reads just those groups (``(id eq .. or ..) and members.value eq ..``, ids first so
+        the server can stop early): a member query over every group costs a big app far more,
+        and the groups were found after the deactivation, so no other group can list the
+        account. An app that rejects the query is asked the full member query instead.
+        """
+        wanted = {g.id for g in groups}
+        if not wanted:
+            return []
+        member = f"members.value eq {escape_filter_value(account_id)}"
+        found: list[dict[str, Any]] | None = None
+        if self._member_filter_ok and self._id_filter_ok:
+            ids = sorted(wanted)
+            try:
+                found = []
+                for i in range(0, len(ids), STILL_IN_BATCH):
+                    any_id = " or ".join(
+                        f"id eq {escape_filter_value(g)}" for g in ids[i : i + STILL_IN_BATCH]
+                    )
+                    found += await self._groups_where(f"({any_id}) and {member}")
+            except RejectedError:
+                self._id_filter_ok = False
+                found = None
+        if found is None:
+            found = await self.groups_of(account_id)
+        return [
+            _group_name(g)
+            for g in found
+            if str(g.get("id")) in wanted and _has_member(g, account_id)
+        ]
+
+    async def remove_groups(self, account_id: str) -> list[GroupRef]:
+        """Take the account out of every group; returns the groups it was taken out of."""
+        groups = await self.groups_of(account_id)
+        await asyncio.gather(*(self._remove_member(str(g["id"]), account_id) for g in groups))
+        return [GroupRef(id=str(g["id"]), name=_group_name(g)) for g in groups]
+
+    async def read_back(self, account_id: str, removed_from: Sequence[GroupRef] = ()) -> ReadBack:
+        """What the app says now: active, inactive or gone, and which of the groups we took
+        the account out of still list it."""
+        resource = await self.get(account_id)
+        groups = await self.still_in(removed_from, account_id)
+        if resource is None:
+            return ReadBack(state="gone", groups=groups)
+        state: Literal["active", "inactive"] = (
+            "active" if as_bool(resource.get("active", True)) else "inactive"
+        )
+        return ReadBack(state=state, groups=groups)
 
     async def _remove_member(self, group_id: str, account_id: str) -> None:
         path = f"/Groups/{quote(group_id, safe='')}"
@@ -624,27 +680,6 @@ class ScimConnector:
             ]
 
         await self._put_modified(path, without_member)
-
-    async def remove_groups(self, account_id: str) -> list[str]:
-        """Take the account out of every group; returns the groups' names."""
-        groups = await self.groups_of(account_id)
-        await asyncio.gather(*(self._remove_member(str(g["id"]), account_id) for g in groups))
-        return [_group_name(g) for g in groups]
-
-    async def read_back(self, account_id: str) -> ReadBack:
-        """What the app says now: active, inactive or gone, and (if we manage groups) groups."""
-        resource = await self.get(account_id)
-        groups = (
-            [_group_name(g) for g in await self.groups_of(account_id)]
-            if self.settings.remove_groups
-            else []
-        )
-        if resource is None:
-            return ReadBack(state="gone", groups=groups)
-        state: Literal["active", "inactive"] = (
-            "active" if as_bool(resource.get("active", True)) else "inactive"
-        )
-        return ReadBack(state=state, groups=groups)
 
 
 _TAGS = re.compile(r"<[^>]+>")

@@ -39,8 +39,9 @@ async def deprovision(connector: ScimConnector, account_id: str) -> tuple[str, l
     """What the activity does, minus Temporal and audit."""
     outcome = await connector.deactivate(account_id)
     removed = await connector.remove_groups(account_id)
-    read = await connector.read_back(account_id)
-    return outcome, removed, read.state
+    read = await connector.read_back(account_id, removed)
+    assert read.groups == []
+    return outcome, [g.name for g in removed], read.state
 
 
 def patch_ops(env: ScimEnv, path_contains: str) -> list[dict[str, Any]]:
@@ -215,11 +216,55 @@ async def test_rejected_member_filter_pages_all_groups(
     connector = make_connector()
     uid = scim_env.id_of(4)
     removed = await connector.remove_groups(uid)
-    assert sorted(removed) == ["All staff", "Legal", "Sales"]
+    assert sorted(g.name for g in removed) == ["All staff", "Legal", "Sales"]
     assert scim_env.server.groups_of(uid) == []
     # Learned once: the next lookup pages straight away.
     assert [g["displayName"] for g in await connector.groups_of(scim_env.id_of(3))] == ["All staff"]
     assert len(scim_env.quirks.sent_filters("/Groups")) == 1
+
+
+async def test_read_back_rereads_only_the_groups_it_left(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    """Verification asks about the removed groups by id, not the app's whole group list."""
+    uid = scim_env.id_of(4)
+    connector = make_connector()
+    removed = await connector.remove_groups(uid)
+    assert (await connector.read_back(uid, removed)).groups == []
+    ids = " or ".join(f'id eq "{g}"' for g in sorted(g.id for g in removed))
+    assert scim_env.quirks.sent_filters("/Groups") == [
+        f'members.value eq "{uid}"',
+        f'({ids}) and members.value eq "{uid}"',
+    ]
+
+
+async def test_read_back_names_a_group_that_kept_the_member(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    """An app that answers 204 to the member removal but keeps the member is caught."""
+    uid = scim_env.id_of(3)  # in "All staff" only
+    scim_env.quirks.fail_next(1, 204, method="PATCH", path_contains="/Groups/", body=b"")
+    connector = make_connector()
+    removed = await connector.remove_groups(uid)
+    assert [g.name for g in removed] == ["All staff"]
+    assert (await connector.read_back(uid, removed)).groups == ["All staff"]
+
+
+async def test_read_back_falls_back_when_the_id_query_is_rejected(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    error = json.dumps(
+        {"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "invalidFilter", "detail": "no"}
+    ).encode()
+    scim_env.quirks.fail_next(1, 400, method="GET", path_contains="filter=%28id", body=error)
+    uid = scim_env.id_of(4)
+    connector = make_connector()
+    removed = await connector.remove_groups(uid)
+    assert (await connector.read_back(uid, removed)).groups == []
+    # Learned once: the next read-back goes straight to the member query.
+    assert (await connector.read_back(uid, removed)).groups == []
+    member = f'members.value eq "{uid}"'
+    assert scim_env.quirks.sent_filters("/Groups")[-2:] == [member, member]
 
 
 async def test_value_array_rejected_falls_back_to_filter_path(
@@ -228,7 +273,7 @@ async def test_value_array_rejected_falls_back_to_filter_path(
     """scim2-server refuses the Entra-style removal (400): the RFC form is tried next."""
     uid = scim_env.id_of(3)
     connector = make_connector(group_member_removal="value_array")
-    assert await connector.remove_groups(uid) == ["All staff"]
+    assert [g.name for g in await connector.remove_groups(uid)] == ["All staff"]
     assert patch_ops(scim_env, "/Groups/") == [
         {"op": "remove", "path": "members", "value": [{"value": uid}]},
         {"op": "remove", "path": f'members[value eq "{uid}"]'},
