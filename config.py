@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     burst_threshold: int = 50
     burst_window_minutes: int = 10
     max_concurrent_activities: int = 200
+    # Workflow tasks a worker takes at once. Python runs them one at a time under the GIL, so a
+    # large number only queues them inside the worker, where under a burst they outlive their
+    # 10 s timeout and get replayed; left on the server they just wait their turn.
+    max_concurrent_workflow_tasks: int = 16
     # Running workflows kept in memory; beyond it the least recent are evicted and replayed
     # from history when they next wake, so a burst of terminations cannot grow memory unbounded.
     workflow_cache_size: int = 500

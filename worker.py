@@ -87,6 +87,7 @@ def build_worker(
                 restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
             ),
             max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             max_cached_workflows=settings.workflow_cache_size,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )

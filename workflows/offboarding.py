@@ -42,12 +42,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _QUICK = timedelta(seconds=30)
-# Since this patch the state/audit writes run as local activities (a few milliseconds of DB
-# work; under a burst a task-queue round trip each cost more than the work), and a SCIM step's
-# audit events are written with its new status, in one transaction. Calls to apps stay regular
-# activities: a local one still running when a worker shuts down can leave its run waiting
-# for a workflow task nobody schedules.
-LOCAL_WRITES = "local-writes"
+# Since this patch a SCIM step's audit events come back with its result and are written with
+# the step's new status, in one transaction (one write per step fewer under a burst). Writes
+# stay regular activities: as local ones they held workflow tasks open while queueing for the
+# database, and under a burst of 1,000 those tasks timed out and were replayed.
+STEP_EVENTS_WITH_STATUS = "step-events-with-status"
 LIVE_STATUSES = ("running", "waiting_human")
 # Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
 # raised non-retryable by the activity and stop at once.
@@ -83,13 +82,13 @@ class OffboardingWorkflow:
         self._dirty = False
         self._closing = False
         self._completed_at: datetime | None = None
-        self._local = False
+        self._events_with_status = False
 
     # -- run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
-        self._local = workflow.patched(LOCAL_WRITES)
+        self._events_with_status = workflow.patched(STEP_EVENTS_WITH_STATUS)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -214,7 +213,7 @@ class OffboardingWorkflow:
             workflow_id=workflow.info().workflow_id,
             step_id=f"{step_id}:{mode}",
             mode=mode,
-            write_audit=not self._local,
+            write_audit=not self._events_with_status,
         )
         result: ScimStepResult = await workflow.execute_activity(
             "deprovision_scim",
@@ -392,12 +391,7 @@ class OffboardingWorkflow:
                 effective_at=self._inp.effective_at,
                 version=self._version,
             )
-            if self._local:
-                await workflow.execute_local_activity(
-                    "record_run", record, start_to_close_timeout=_QUICK
-                )
-            else:
-                await workflow.execute_activity("record_run", record, start_to_close_timeout=_QUICK)
+            await workflow.execute_activity("record_run", record, start_to_close_timeout=_QUICK)
 
     async def _finish(self) -> None:
         """The last write: final status and completed_at, after every earlier one."""
