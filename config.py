@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = 16
     # Running workflows kept in memory; beyond it the least recent are evicted and replayed
     # from history when they next wake, so a burst of terminations cannot grow memory unbounded.
-    workflow_cache_size: int = 500
+    workflow_cache_size: int = 200
     # Threads for DB-writing activities; SQLite has one writer, so more only adds contention.
     db_threads: int = 16
 

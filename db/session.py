@@ -17,11 +17,12 @@ def get_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Worker threads and the API share one file; WAL + a busy timeout serialise writers.
-        # Pooled, but never bounded: a capped pool would make threads waiting for the write
-        # lock also starve readers of connections. Reuse matters under a burst: opening a
-        # connection (and its pragmas) per session cost more CPU than the writes themselves.
+        # A few connections are kept for reuse (opening one, with its pragmas, per session
+        # showed in burst profiles); past that the pool never blocks, since a capped pool would
+        # make threads waiting for the write lock also starve readers. Only a few are kept:
+        # each idle connection holds its own page cache, and a burst must not grow memory.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        kwargs.update(poolclass=QueuePool, pool_size=32, max_overflow=-1)
+        kwargs.update(poolclass=QueuePool, pool_size=8, max_overflow=-1)
     else:
         # Enough for the API threadpool (40) and the worker's DB threads in one process; a
         # pre-ping finds connections the server dropped (restart, idle timeout) before use.

@@ -33,6 +33,9 @@ from tests.test_scim_support import (  # noqa: F401
 
 SCIM_JSON = "application/scim+json"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+INVALID_FILTER = json.dumps(
+    {"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "invalidFilter", "detail": "no"}
+).encode()
 
 
 async def deprovision(connector: ScimConnector, account_id: str) -> tuple[str, list[str], str]:
@@ -209,10 +212,9 @@ async def test_group_projection_not_understood_asks_again(
 async def test_rejected_member_filter_pages_all_groups(
     scim_env: ScimEnv, make_connector: ConnectorFactory
 ) -> None:
-    error = json.dumps(
-        {"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "invalidFilter", "detail": "no"}
-    ).encode()
-    scim_env.quirks.fail_next(1, 400, method="GET", path_contains="members.value", body=error)
+    scim_env.quirks.fail_next(
+        1, 400, method="GET", path_contains="members.value", body=INVALID_FILTER
+    )
     connector = make_connector()
     uid = scim_env.id_of(4)
     removed = await connector.remove_groups(uid)
@@ -253,10 +255,9 @@ async def test_read_back_names_a_group_that_kept_the_member(
 async def test_read_back_falls_back_when_the_id_query_is_rejected(
     scim_env: ScimEnv, make_connector: ConnectorFactory
 ) -> None:
-    error = json.dumps(
-        {"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "invalidFilter", "detail": "no"}
-    ).encode()
-    scim_env.quirks.fail_next(1, 400, method="GET", path_contains="filter=%28id", body=error)
+    scim_env.quirks.fail_next(
+        1, 400, method="GET", path_contains="filter=%28id", body=INVALID_FILTER
+    )
     uid = scim_env.id_of(4)
     connector = make_connector()
     removed = await connector.remove_groups(uid)
