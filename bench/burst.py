@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.signature import sign  # noqa: E402
+from bench.proc_stats import cpu_seconds, rss_kib  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
@@ -39,19 +40,6 @@ APPS = 5
 SECRET = "bench-webhook-secret"
 SCIM_TOKEN = "bench-scim-token"
 FIRST_USER = 100  # past the hand-crafted demo users (e.g. the filter-injection one)
-
-
-def rss_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -370,7 +358,7 @@ async def bench_size(n: int, steady_rate: float, steady_seconds: float) -> dict[
                 phase: {k: 1000 * (end[k] - start[k]) / n for k in end if end[k] > start[k] + 0.05}
                 for phase, (start, end) in (("baseline", (before, mid)), ("offboard", (mid, after)))
             },
-            "rss_mb": rss_peak_mb(stack.offboard.popen.pid),
+            "rss_mb": rss_kib(stack.offboard.popen.pid)[1] / 1024,
             "history_events": events,
             "history_bytes": size,
         }

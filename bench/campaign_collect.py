@@ -33,6 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_stats import rss_kib  # noqa: E402
+
 TOKEN = "bench-campaign-token"
 TOKEN_ENV = "BENCH_CAMPAIGN_SCIM_TOKEN"
 PAGE_SIZE = 1000
@@ -118,16 +120,6 @@ def work() -> None:
 
 
 # -- the bench ---------------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process, in KiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

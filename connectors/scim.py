@@ -604,8 +604,8 @@ class ScimConnector:
 
         Re-reads just those groups (``(id eq .. or ..) and members.value eq ..``, ids first so
         the server can stop early): a member query over every group costs a big app far more,
-        and the groups were found after the deactivation, so no other group can list the
-        account. An app that rejects the query is asked the full member query instead.
+        and those groups came from a full member query moments before, within the same step.
+        An app that rejects the query is asked the full member query instead.
         """
         wanted = {g.id for g in groups}
         if not wanted:
