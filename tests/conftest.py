@@ -218,7 +218,34 @@ class Stack:
             if ready(run):
                 return run
             await asyncio.sleep(0.1)
-        raise AssertionError(f"run never got ready: {json.dumps(run, default=str, indent=1)}")
+        state = json.dumps(run, default=str, indent=1)
+        pending = await self.pending_work(run.get("workflow_id", ""))
+        raise AssertionError(f"run never got ready: {state}\nTemporal says:\n{pending}")
+
+    async def pending_work(self, workflow_id: str, depth: int = 0) -> str:
+        """What the workflow (and its open children) still waits on, for a failure message.
+
+        A run that stalls in CI is otherwise a mystery: this names the activity being retried
+        (and why), or the child still open, and the last events of the history.
+        """
+        try:
+            handle = self.client.get_workflow_handle(workflow_id)
+            raw = (await handle.describe()).raw_description
+            events = [e async for e in handle.fetch_history_events()]
+        except RPCError as exc:
+            return f"{workflow_id}: {exc}"
+        pad = "  " * depth
+        last = [str(e.WhichOneof("attributes")).removesuffix("_event_attributes") for e in events]
+        lines = [f"{pad}{workflow_id}: last events {', '.join(last[-8:])}"]
+        for act in raw.pending_activities:
+            failure = act.last_failure.message or "-"
+            lines.append(
+                f"{pad}  activity {act.activity_type.name} attempt {act.attempt} "
+                f"state {act.state} last failure {failure}"
+            )
+        for child in raw.pending_children:
+            lines.append(await self.pending_work(child.workflow_id, depth + 1))
+        return "\n".join(lines)
 
     async def tasks(self, **params: str) -> list[dict[str, Any]]:
         response = await self.http.get("/api/v1/tasks", params=params)

@@ -333,7 +333,7 @@ async def test_retry_closes_the_exception_task(make_stack: StackFactory, scim_ap
         assert retry.status_code == 202, retry.text
         hook.release.set()
 
-        await stack.wait_run(run_id, lambda r: steps(r).get("ironclad") == "verified", timeout=10)
+        await stack.wait_run(run_id, lambda r: steps(r).get("ironclad") == "verified")
         # The retry made the exception moot: it must leave the inbox.
         await wait_tasks(
             stack, lambda ts: any(t["id"] == exception["id"] and t["status"] != "open" for t in ts)

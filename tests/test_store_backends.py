@@ -213,6 +213,22 @@ def test_record_run_keeps_the_newest_snapshot_when_versions_arrive_out_of_order(
     assert run_and_steps(migrated)[0].status == "completed"
 
 
+def lock_waiters(url: str) -> int:
+    """Sessions of this database waiting on a lock now.
+
+    One short transaction per look: PostgreSQL freezes what pg_stat_activity shows for the rest
+    of a transaction, so a probe reusing one would never see the wait begin.
+    """
+    with get_engine(url).connect() as probe:
+        count = probe.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar()
+    return int(count or 0)
+
+
 def test_an_older_snapshot_racing_a_newer_one_never_overwrites_it(
     postgres_server: PostgresServer,
 ) -> None:
@@ -245,16 +261,10 @@ def test_an_older_snapshot_racing_a_newer_one_never_overwrites_it(
         late.start()
         # Commit the newer snapshot only once the older write is blocked on the run's row.
         deadline = time.monotonic() + 20
-        with get_engine(url).connect() as probe:
-            while not probe.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar():
-                assert time.monotonic() < deadline, "the older write never waited for the row"
-                assert late.is_alive(), errors
-                time.sleep(0.02)
+        while not lock_waiters(url):
+            assert time.monotonic() < deadline, "the older write never waited for the row"
+            assert late.is_alive(), errors
+            time.sleep(0.02)
         newer.commit()
         late.join(timeout=30)
 
