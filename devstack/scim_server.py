@@ -41,6 +41,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any, Self
@@ -119,6 +120,21 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+@cache
+def _default_provider() -> ScimProvider:
+    """The models of scim2-server's default schemas, built once per process.
+
+    Building them is slow (a pydantic model per schema and complex attribute) and parses source
+    with ``ast``. On CPython 3.11 that parse can fail with "AST constructor recursion depth
+    mismatch" when another thread parses at the same moment (3.11's tracebacks do, to place
+    their ^^^ markers; see python/cpython#106905), so a server started while workers log must
+    not rebuild them. The models are immutable and can be shared.
+    """
+    return ScimProvider.from_discovery(
+        load_default_schemas().values(), load_default_resource_types().values()
+    )
+
+
 class ScimServer:
     """scim2-server's WSGI app on a background thread, with helpers to seed and inspect it.
 
@@ -144,10 +160,9 @@ class ScimServer:
                 *(config.authentication_schemes or []),
                 BEARER_TOKEN_SCHEME,
             ]
-        self.provider = ScimProvider.from_discovery(
-            load_default_schemas().values(),
-            load_default_resource_types().values(),
-            config=config,
+        shared = _default_provider()
+        self.provider = ScimProvider(
+            models=shared.models, resource_types=shared.resource_types, config=config
         )
         # The default config announces no cursor pagination, so no secret is needed.
         self.service = ScimService(self.provider)
