@@ -90,6 +90,11 @@ class RecordActivities:
                 assignees=task.assignees,
                 instructions=task.instructions,
             )
+            if row.status != "open":
+                # A closed task stays closed. The "open" write can land after the "cancelled"
+                # one: a cancel that arrives while the task is being created stops the
+                # workflow waiting for that write, not the write itself.
+                return
             row.status = inp.status
             row.due_at = inp.due_at
             if inp.completion is not None:

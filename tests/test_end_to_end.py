@@ -17,10 +17,13 @@ from tests.conftest import Stack, steps, terminated
 pytestmark = pytest.mark.slow
 
 
-async def save_history(stack: Stack, workflow_id: str, run_id: str) -> None:
+async def save_history(
+    stack: Stack, workflow_id: str, run_id: str | None = None, env: str = "OFFBOARD_SAVE_HISTORY"
+) -> None:
     """OFFBOARD_SAVE_HISTORY=<file> keeps this run's history for the replay test
-    (tests/test_replay.py): do it before changing OffboardingWorkflow's logic."""
-    target = os.environ.get("OFFBOARD_SAVE_HISTORY")
+    (tests/test_replay.py): do it before changing OffboardingWorkflow's logic;
+    OFFBOARD_SAVE_TASK_HISTORY=<file> keeps its manual task's, before changing HumanTaskWorkflow."""
+    target = os.environ.get(env)
     if target:
         history = await stack.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         await asyncio.to_thread(Path(target).write_text, history.to_json())
@@ -69,6 +72,7 @@ async def test_webhook_to_verified_scim_and_completed_manual_task(
     assert steps(run) == {"ironclad": "verified", "imanage": "done"}
     assert run["completed_at"] is not None
     await save_history(stack, run["workflow_id"], run_id)
+    await save_history(stack, f"task-{task['id']}", env="OFFBOARD_SAVE_TASK_HISTORY")
 
     trail = await stack.audit("E1003")
     kinds = [e["kind"] for e in trail["events"]]

@@ -48,8 +48,9 @@ def open_of_kind(kind: str, run_id: str, app: str) -> Any:
 async def wait_task_settled(stack: Stack, task_id: str, timeout: float = 15) -> None:
     """Wait until the task's workflow has sent its first notice and sits on its reminder timer.
 
-    Cancelling it before then is test_retry_closes_the_exception_task (a known bug); the
-    other tests act on a settled task so they stay deterministic.
+    Cancelling it before then is what test_retry_closes_the_exception_task and
+    test_a_retry_sent_as_the_exception_opens_is_not_lost do; the other tests act on a settled
+    task so they stay deterministic.
     """
     handle = stack.client.get_workflow_handle(f"task-{task_id}")
     loop = asyncio.get_running_loop()
@@ -338,3 +339,51 @@ async def test_retry_closes_the_exception_task(make_stack: StackFactory, scim_ap
         await wait_tasks(
             stack, lambda ts: any(t["id"] == exception["id"] and t["status"] != "open" for t in ts)
         )
+
+
+async def _retry_as_soon_as_failed(stack: Stack, index: int) -> str:
+    """Terminate a person with a duplicate account; send the first retry the step accepts."""
+    assert stack.scim is not None
+    person = stack.scim.users[index]
+    twin = SeedUser(f"legacy-{index}@example.com", person.email.upper(), "Twin", "Legacy")
+    stack.scim.server.seed([twin])
+    response = await stack.webhook(terminated(person, index))
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["run_id"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while True:
+        retry = await stack.http.post(f"/api/v1/offboardings/{run_id}/steps/ironclad/retry")
+        if retry.status_code == 202:
+            return run_id
+        assert retry.status_code == 409, retry.text
+        assert loop.time() < deadline, "the step never became retryable"
+
+
+async def test_a_retry_sent_as_the_exception_opens_is_not_lost(stack: Stack) -> None:
+    """The retry lands while the exception task is still being created; it must still close.
+
+    The duplicates stay, so each second attempt fails again and opens a new exception. What
+    matters: the first one leaves the inbox and the run goes on. Before the fix, a cancel that
+    landed while the task signalled its parent was dropped (the task lived on and the run
+    waited for it forever), or the task's late "open" write reopened it after it was cancelled.
+    Five people at once, so some retry hits those moments in most runs of the old code.
+    """
+    people = range(3, 8)
+    run_ids = await asyncio.gather(*(_retry_as_soon_as_failed(stack, i) for i in people))
+
+    def exceptions(tasks: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+        mine = (t for t in tasks if t["kind"] == "exception" and t["run_id"] == run_id)
+        return sorted(mine, key=lambda t: t["due_at"])
+
+    await wait_tasks(
+        stack,
+        lambda ts: all(
+            [t["status"] for t in exceptions(ts, r)] == ["cancelled", "open"] for r in run_ids
+        ),
+    )
+    for index in people:
+        kinds = [e["kind"] for e in (await stack.audit(f"E{1000 + index}"))["events"]]
+        assert kinds.count("step.retry_requested") == 1
+        assert kinds.count("step.failed") == 2
+        assert kinds.count("task.cancelled") == 1

@@ -23,10 +23,10 @@ from activities.records import RecordActivities
 from api.tokens import create_token, hash_token, lookup
 from db import audit
 from db.migrate import alembic_config, upgrade
-from db.models import ApiToken, AuditEvent, OffboardingRun, Person, Step
+from db.models import ApiToken, AuditEvent, HumanTask, OffboardingRun, Person, Step
 from db.session import get_engine
 from tests.conftest import PostgresServer
-from workflows.types import AuditEventIn, RecordInput, StepState
+from workflows.types import AuditEventIn, HumanTaskInput, RecordInput, StepState, TaskRecord
 
 pytestmark = pytest.mark.slow
 
@@ -271,6 +271,44 @@ def test_an_older_snapshot_racing_a_newer_one_never_overwrites_it(
     assert not errors, errors
     run, _ = run_and_steps(url)
     assert (run.status, run.state_version) == ("completed", 5)
+
+
+def task_write(status: str, kind: str, seq: int) -> TaskRecord:
+    task = HumanTaskInput(
+        task_id="ironclad-1",
+        kind="exception",
+        app="ironclad",
+        run_id="run-1",
+        parent_workflow_id="offboard-E1001",
+        person_id="E1001",
+        person_email="dana@example.com",
+        assignees=["legal-ops@example.com"],
+    )
+    event = AuditEventIn(
+        person_id="E1001",
+        workflow_id="task-ironclad-1",
+        step_id=str(seq),
+        kind=kind,
+        at=datetime(2026, 3, 1, 9, seq, tzinfo=UTC).isoformat(),
+        actor="offboard",
+        app="ironclad",
+        detail={},
+    )
+    due = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    return TaskRecord(task=task, status=status, due_at=due, event=event)  # type: ignore[arg-type]
+
+
+def test_a_late_open_write_never_reopens_a_cancelled_task(migrated: str) -> None:
+    """A retry cancels an exception task while its "open" write is still on its way."""
+    records = RecordActivities(sessions(migrated))
+    records.record_task(task_write("cancelled", "task.cancelled", 2))
+    records.record_task(task_write("open", "task.created", 1))
+
+    with sessions(migrated)() as session:
+        task = session.get(HumanTask, "ironclad-1")
+        assert task is not None and task.status == "cancelled"
+        kinds = [e["kind"] for e in audit.person_events(session, "E1001")]
+    assert sorted(kinds) == ["task.cancelled", "task.created"]  # both happened: both audited
 
 
 def test_api_tokens_are_stored_hashed_and_looked_up(migrated: str) -> None:

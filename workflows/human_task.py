@@ -46,9 +46,7 @@ class HumanTaskWorkflow:
         try:
             await self._record("open", due, "task.created", {"assignees": task.assignees})
             if task.notify_parent:
-                parent = workflow.get_external_workflow_handle(task.parent_workflow_id)
-                opened = TaskOpened(task_id=task.task_id, app=task.app, kind=task.kind)
-                await parent.signal("task_opened", opened)
+                await self._tell_parent()
             await self._notify("assigned", task.assignees, due)
             await self._remind_until_done(created, due)
         except BaseException as exc:
@@ -92,6 +90,20 @@ class HumanTaskWorkflow:
         except TimeoutError:
             return False
         return True
+
+    async def _tell_parent(self) -> None:
+        """Signal task_opened to the parent; a cancel landing meanwhile still ends the task.
+
+        The SDK drops a cancel that lands on a signal to another workflow once that signal is
+        delivered, so the task lived on, open and reminding people, after a retry had cancelled
+        it (and the parent waited for it forever). Shielded, the cancel is raised here at once
+        and the signal is left to complete on its own (the parent ignores it for a step that
+        is no longer running).
+        """
+        task = self._task
+        parent = workflow.get_external_workflow_handle(task.parent_workflow_id)
+        opened = TaskOpened(task_id=task.task_id, app=task.app, kind=task.kind)
+        await asyncio.shield(asyncio.ensure_future(parent.signal("task_opened", opened)))
 
     async def _cancelled(self, due: datetime) -> None:
         await self._record("cancelled", due, "task.cancelled", {})
