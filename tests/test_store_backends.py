@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -273,7 +273,7 @@ def test_an_older_snapshot_racing_a_newer_one_never_overwrites_it(
     assert (run.status, run.state_version) == ("completed", 5)
 
 
-def task_write(status: str, kind: str, seq: int) -> TaskRecord:
+def task_write(status: Literal["open", "done", "cancelled"], kind: str, seq: int) -> TaskRecord:
     task = HumanTaskInput(
         task_id="ironclad-1",
         kind="exception",
@@ -295,7 +295,7 @@ def task_write(status: str, kind: str, seq: int) -> TaskRecord:
         detail={},
     )
     due = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    return TaskRecord(task=task, status=status, due_at=due, event=event)  # type: ignore[arg-type]
+    return TaskRecord(task=task, status=status, due_at=due, event=event)
 
 
 def test_a_late_open_write_never_reopens_a_cancelled_task(migrated: str) -> None:
