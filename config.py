@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     workflow_cache_size: int = 200
     # Threads for DB-writing activities; SQLite has one writer, so more only adds contention.
     db_threads: int = 16
+    # How long a SCIM step keeps retrying transient failures (5xx, 429, timeouts, an app that
+    # is down) before it becomes an exception task for a person. Seconds; default one day.
+    step_retry_budget_seconds: Annotated[float, Field(gt=0)] = 86400.0
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
@@ -112,6 +115,17 @@ class ScimSettings(_Strict):
     max_pages: Annotated[int, Field(ge=1)] = 1000
     max_concurrent_requests: Annotated[int, Field(ge=1)] = 8
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # Each request is retried this often on 5xx/408/timeouts/resets/short 429s (with backoff)
+    # before the step as a whole is retried by the workflow.
+    request_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    # A Retry-After is never honoured beyond this (an app sending a Unix time, or years).
+    max_retry_after_seconds: Annotated[float, Field(gt=0)] = 900.0
+    # A pause up to this long is waited out inside the step; a longer one is handed to the
+    # workflow, which retries the step after it (durably, costing no activity timeout).
+    max_pause_in_step_seconds: Annotated[float, Field(ge=0)] = 20.0
+    # How group memberships are found: auto tries member_filter, then group_filter, then
+    # group_reads, learning what the app rejects (see `offboard apps check`).
+    group_membership: Literal["auto", "member_filter", "group_filter", "group_reads"] = "auto"
     # A known account `offboard apps check` looks up (read only) to prove matching works.
     probe_user: str | None = None
 
@@ -163,6 +177,9 @@ class AppConfig(_Strict):
     connector: Literal["scim", "manual"]
     scim: ScimSettings | None = None
     manual: ManualSettings | None = None
+    # No account found for the leaver: skip the app (the default), or open an exception task
+    # for apps where everyone has an account, so a person checks.
+    on_no_account: Literal["skip", "exception"] = "skip"
 
     @model_validator(mode="after")
     def _connector_section(self) -> AppConfig:

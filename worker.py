@@ -39,8 +39,9 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     sessions = session_factory(settings.effective_database_url)
+    budget = settings.step_retry_budget_seconds
     plan = PlanActivities(catalog, registry, sessions)
-    deprovision = DeprovisionActivities(catalog, registry, sessions)
+    deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
     records = RecordActivities(sessions)
     notify = NotifyActivities(
         settings.effective_public_url,
@@ -60,7 +61,9 @@ def build_worker(
             task_queue=task_queue or settings.task_queue,
             workflows=WORKFLOWS,
             activities=[
+                plan.catalog_apps,
                 plan.plan_offboarding,
+                plan.plan_app,
                 deprovision.deprovision_scim,
                 records.record_events,
                 records.record_run,

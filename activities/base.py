@@ -16,7 +16,10 @@ class AppActivities:
         catalog: Catalog,
         registry: ConnectorRegistry,
         session_factory: Callable[[], Session],
+        retry_budget_seconds: float = 86400.0,
     ) -> None:
         self._catalog = catalog
         self._registry = registry
         self._sessions = session_factory
+        # How long a step keeps retrying transient app failures, from its first attempt.
+        self._budget = retry_budget_seconds

@@ -1,4 +1,15 @@
-"""Deprovision one SCIM account and read it back; the audit events land with the outcome."""
+"""Deprovision one SCIM account and prove it: verified only when the app shows access gone.
+
+Order: cut access first (deactivate), then group memberships, then read back. In ``delete``
+mode the groups go first and a DELETE the app refuses still leaves access cut (deactivated)
+before the step asks a person about the delete. Every side effect lands in the trail as it
+happens (``step_evidence``); a retry resumes from there.
+
+Failures are raised as ``ApplicationError`` whose message says what is already done and what
+is not known. Transient ones are retried by the workflow until the step's retry budget
+(``OFFBOARD_STEP_RETRY_BUDGET_SECONDS``, counted from the first attempt) is spent; then they,
+like permanent ones, become an exception task.
+"""
 
 from __future__ import annotations
 
@@ -11,97 +22,182 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import AppActivities
 from activities.errors import to_application_error
+from activities.step_evidence import StepRecorder
 from connectors.base import ConnectorError, GroupRef, ReadBack
 from connectors.scim import ScimConnector
-from db import audit
-from workflows.types import AuditEventIn, ScimStepInput, ScimStepResult
+from workflows.types import ScimStepInput, ScimStepResult
 
 READ_BACK_TRIES = 5
+# A write the app accepted but does not show: re-read a few times (lazy apps), retry the
+# step this many times in all, then ask a person. It is not a fault that time heals.
+VERIFY_ATTEMPTS = 3
+_OUTCOMES: dict[str, Literal["deactivated", "deleted", "gone"]] = {
+    "deleted": "deleted",
+    "gone": "gone",
+}
+
+
+class StepFailed(Exception):
+    """The step cannot be verified; ``retryable`` when trying again may still help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
 
 
 class DeprovisionActivities(AppActivities):
     @activity.defn(name="deprovision_scim")
     async def deprovision_scim(self, inp: ScimStepInput) -> ScimStepResult:
-        try:
-            return await self._deprovision(inp)
-        except ConnectorError as exc:
-            raise to_application_error(inp.app, exc) from exc
+        """Deactivate or delete ``inp.account_id`` in ``inp.app``, remove its groups, read back.
 
-    async def _deprovision(self, inp: ScimStepInput) -> ScimStepResult:
+        Raises ApplicationError: type ``verify`` (the app does not show access gone, or cannot
+        say), or the connector error's kind (``auth``, ``transient``, ``rate_limited``, ...).
+        Its message starts with the app and says what was already done.
+        """
+        info = activity.info()
+        recorder = StepRecorder(self._sessions, inp, info.attempt)
+        if info.attempt > 1:
+            await recorder.resume()
+        try:
+            return await self._deprovision(inp, recorder)
+        except ConnectorError as exc:
+            error = to_application_error(inp.app, exc)
+            cause = exc
+        except StepFailed as exc:
+            error = ApplicationError(
+                f"{inp.app}: {exc.message}", type="verify", non_retryable=not exc.retryable
+            )
+            cause = None
+        done = recorder.progress.summary()
+        spent = (datetime.now(UTC) - info.scheduled_time).total_seconds()
+        give_up = error.non_retryable or spent >= self._budget
+        message = error.message
+        if recorder.progress.outcome is not None:
+            message = f"{inp.app}: {done}; not verified: {message.removeprefix(f'{inp.app}: ')}"
+        if give_up and not error.non_retryable:
+            message += f" (still failing after {spent / 3600:.1f} h of retries)"
+        raise ApplicationError(
+            message,
+            type=error.type,
+            non_retryable=give_up,
+            next_retry_delay=error.next_retry_delay,
+        ) from cause
+
+    async def _deprovision(self, inp: ScimStepInput, recorder: StepRecorder) -> ScimStepResult:
         scim = self._catalog.app(inp.app).scim
         assert scim is not None
         connector = self._registry.scim(inp.app)
-        outcome: Literal["deactivated", "deleted", "gone"]
-        removed: list[GroupRef] = []
+        progress = recorder.progress
+        unknown: list[GroupRef] = []
+        refused: dict[str, str] = {}
         if inp.mode == "delete":
             # Groups first, while the account still resolves: some apps keep deleted users in
             # their groups' member lists, others refuse member changes for a deleted user.
-            if scim.remove_groups:
-                removed = await connector.remove_groups(inp.account_id)
-            outcome = await connector.delete(inp.account_id)
+            if scim.remove_groups and progress.outcome not in ("deleted", "gone"):
+                unknown, refused = await self._remove_groups(connector, inp, recorder)
+            if progress.outcome not in ("deleted", "gone"):
+                await self._delete_or_cut(connector, inp, recorder)
         else:
-            outcome = await connector.deactivate(inp.account_id)
+            if progress.outcome is None:
+                await recorder.account_changed(await connector.deactivate(inp.account_id))
             # Even when the account is already gone: stale memberships still grant access
             # if the account is ever restored, and some apps list deleted users in groups.
             if scim.remove_groups:
-                removed = await connector.remove_groups(inp.account_id)
-        gone_expected = scim.gone_after_deactivate_ok or inp.mode == "delete" or outcome == "gone"
-        state = await self._read_back(connector, inp, removed, gone_expected)
-        now = datetime.now(UTC).isoformat()
-
-        def event(kind: str, detail: dict[str, object]) -> AuditEventIn:
-            return AuditEventIn(
-                person_id=inp.person_id,
-                workflow_id=inp.workflow_id,
-                step_id=inp.step_id,
-                kind=kind,
-                at=now,
-                app=inp.app,
-                detail={"account": inp.account, "account_id": inp.account_id, **detail},
-            )
-
-        events = [event(f"scim.{outcome}", {"mode": inp.mode})]
-        names = [g.name for g in removed]
-        if names:
-            events.append(event("scim.groups_removed", {"groups": names}))
+                unknown, refused = await self._remove_groups(connector, inp, recorder)
+        gone_expected = (
+            scim.gone_after_deactivate_ok or inp.mode == "delete" or progress.outcome == "gone"
+        )
+        state = await self._read_back(connector, inp, progress.removed, unknown, gone_expected)
+        problems = [f"{name}: {why}" for name, why in refused.items()]
+        if problems:
+            raise StepFailed("still in " + "; ".join(problems), retryable=False)
         verified: dict[str, object] = {"read_back": state}
         if inp.mode == "delete" and state == "inactive":
             verified["note"] = "the app keeps deleted accounts, deactivated"
-        events.append(event("step.verified", verified))
-        result = ScimStepResult(outcome=outcome, groups_removed=names, state=state)
+        event = recorder.event("step.verified", verified)
+        outcome = _OUTCOMES.get(progress.outcome or "", "deactivated")
+        result = ScimStepResult(
+            outcome=outcome, groups_removed=[g.name for g in progress.removed], state=state
+        )
         if not inp.write_audit:
-            return result.model_copy(update={"events": events})
-        await asyncio.to_thread(audit.append, self._sessions, events)
+            return result.model_copy(update={"events": [event]})
+        await recorder.write(event)
         return result
+
+    async def _remove_groups(
+        self, connector: ScimConnector, inp: ScimStepInput, recorder: StepRecorder
+    ) -> tuple[list[GroupRef], dict[str, str]]:
+        """Remove every known membership; each one recorded as it is confirmed.
+
+        Returns the groups whose membership could not be read, and those not written (why).
+        """
+        found = await connector.groups_of(inp.account_id)
+        outcomes = await asyncio.gather(
+            *(connector.remove_member(g, inp.account_id) for g in found.member),
+            return_exceptions=True,
+        )
+        removed = [g for g, o in zip(found.member, outcomes, strict=True) if o is None]
+        await recorder.groups_removed(removed)
+        refused = {
+            g.name: o for g, o in zip(found.member, outcomes, strict=True) if isinstance(o, str)
+        }
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return found.unknown, refused
+
+    async def _delete_or_cut(
+        self, connector: ScimConnector, inp: ScimStepInput, recorder: StepRecorder
+    ) -> None:
+        """DELETE; if the app refuses, deactivate at once so access is cut, then re-raise."""
+        try:
+            await recorder.account_changed(await connector.delete(inp.account_id))
+        except ConnectorError as refused:
+            if recorder.progress.outcome is None:
+                await recorder.account_changed(await connector.deactivate(inp.account_id))
+            raise refused
 
     async def _read_back(
         self,
         connector: ScimConnector,
         inp: ScimStepInput,
         removed: list[GroupRef],
+        unknown: list[GroupRef],
         gone_expected: bool,
     ) -> Literal["inactive", "gone"]:
-        """Read the account until the app confirms it; a server may apply writes lazily.
-
-        Verified means: gone (404; after a deactivation only if the app is known to
-        soft-delete), or inactive -- also after a DELETE, for apps whose DELETE only
-        deactivates -- and no longer listed by any group we took it out of.
+        """Read the account until the app confirms access is gone; a server may apply writes
+        lazily. Only gone (404; after a deactivation only if the app soft-deletes) or
+        inactive, with no group we took it out of still listing it and no group unreadable,
+        is verified. Raises StepFailed naming what the app still shows or cannot say.
         """
         last = ReadBack(state="active")
         for attempt in range(READ_BACK_TRIES):
-            last = await connector.read_back(inp.account_id, removed)
+            last = await connector.read_back(inp.account_id, removed, unknown)
             if last.state == "gone" and not gone_expected:
-                raise ApplicationError(
-                    f"{inp.app}: account {inp.account_id} vanished after deactivation; "
-                    "set gone_after_deactivate_ok: true if the app soft-deletes",
-                    type="verify",
-                    non_retryable=True,
+                raise StepFailed(
+                    f"account {inp.account_id} vanished after deactivation; set "
+                    "gone_after_deactivate_ok: true if the app soft-deletes",
+                    retryable=False,
                 )
-            if last.state != "active" and not last.groups:
+            if last.access_gone:
+                assert last.state in ("inactive", "gone")
                 return last.state
+            if last.state == "unknown" or last.unknown_groups:
+                break  # re-reading cannot produce data the app does not give
             await asyncio.sleep(0.1 * (attempt + 1))
-        if last.state == "active":
-            still = "still active"
-        else:
-            still = f"{last.state} but still in {', '.join(last.groups)}"
-        raise ApplicationError(f"{inp.app}: read back: account {still}", type="verify")
+        problems = []
+        if last.state == "unknown":
+            problems.append(f"the app shows active = {last.active_value}, which is not a boolean")
+        elif last.state == "active":
+            problems.append("account still active")
+        if last.groups:
+            problems.append(f"still in {', '.join(last.groups)}")
+        if last.unknown_groups:
+            problems.append(
+                f"membership in {', '.join(last.unknown_groups)} could not be checked "
+                f"(the app shows no member lists by {connector.memberships.route})"
+            )
+        lazy = last.state == "active" or (last.groups and last.state != "unknown")
+        retry = bool(lazy) and not last.unknown_groups and activity.info().attempt < VERIFY_ATTEMPTS
+        raise StepFailed("read back: " + "; ".join(problems), retryable=retry)

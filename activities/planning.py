@@ -29,17 +29,53 @@ class PlanActivities(AppActivities):
             person = session.get(Person, person_id)
             return person.name if person else ""
 
-    @activity.defn(name="plan_offboarding")
-    async def plan_offboarding(self, inp: PlanInput) -> Plan:
+    @activity.defn(name="catalog_apps")
+    def catalog_apps(self, inp: PlanInput) -> list[AppPlan]:
+        """The apps a run covers (``inp.apps``, or the whole catalog), as plans to fill in.
+
+        Raises ApplicationError (non-retryable) naming apps not in the catalog.
+        """
         unknown = self._catalog.unknown_apps(inp.apps)
         if unknown:
             raise ApplicationError(
                 f"unknown app(s): {', '.join(unknown)}", type="config", non_retryable=True
             )
-        apps = [a for a in self._catalog.apps if inp.apps is None or a.id in inp.apps]
-        name = await asyncio.to_thread(self._person_name, inp.person_id)
-        plans = await asyncio.gather(*(self._plan_app(app, inp, name) for app in apps))
+        return [
+            AppPlan(app=a.id, name=a.name, connector=a.connector, action="skip", owners=a.owners)
+            for a in self._catalog.apps
+            if inp.apps is None or a.id in inp.apps
+        ]
+
+    @activity.defn(name="plan_offboarding")
+    async def plan_offboarding(self, inp: PlanInput) -> Plan:
+        """Every app's plan in one activity (runs started before per-app planning)."""
+        unknown = self._catalog.unknown_apps(inp.apps)
+        if unknown:
+            raise ApplicationError(
+                f"unknown app(s): {', '.join(unknown)}", type="config", non_retryable=True
+            )
+        apps = [a.id for a in self._catalog.apps if inp.apps is None or a.id in inp.apps]
+        plans = await asyncio.gather(
+            *(self.plan_app(inp.model_copy(update={"apps": [app]})) for app in apps)
+        )
         return Plan(apps=list(plans))
+
+    @activity.defn(name="plan_app")
+    async def plan_app(self, inp: PlanInput) -> AppPlan:
+        """One app's plan (``inp.apps`` holds exactly its id): which account, what to do.
+
+        Per app, so one app's pause (a long Retry-After) or outage never delays planning for
+        the others. Raises ApplicationError (retryable) when the app cannot be asked now.
+        """
+        [app_id] = inp.apps or [""]
+        try:
+            app = self._catalog.app(app_id)
+        except KeyError:
+            raise ApplicationError(
+                f"unknown app: {app_id}", type="config", non_retryable=True
+            ) from None
+        name = await asyncio.to_thread(self._person_name, inp.person_id)
+        return await self._plan_app(app, inp, name)
 
     async def _plan_app(self, app: AppConfig, inp: PlanInput, name: str) -> AppPlan:
         base = AppPlan(
@@ -64,7 +100,7 @@ class PlanActivities(AppActivities):
         assert app.scim is not None
         value = inp.person_id if app.scim.match == "externalId" else inp.email
         try:
-            accounts = await self._registry.scim(app.id).find(value)
+            lookup = await self._registry.scim(app.id).lookup(value)
         except ConnectorError as exc:
             if exc.retryable:
                 raise to_application_error(app.id, exc) from exc
@@ -73,9 +109,13 @@ class PlanActivities(AppActivities):
             "deprovision": app.scim.deprovision,
             "delete_after_days": app.scim.delete_after_days,
         }
+        accounts = lookup.accounts
         if not accounts:
-            reason = f"no account with {app.scim.match} = {value}"
-            return base.model_copy(update={"reason": reason, **scim})
+            reason = f"no account found; tried {'; '.join(lookup.tried)}"
+            action = "skip" if app.on_no_account == "skip" else "exception"
+            if action == "exception":
+                reason += " (on_no_account: exception: a person checks the app)"
+            return base.model_copy(update={"action": action, "reason": reason, **scim})
         if len(accounts) > 1:
             ids = ", ".join(a.id for a in accounts)
             reason = f"ambiguous: {len(accounts)} accounts match {app.scim.match} = {value} ({ids})"

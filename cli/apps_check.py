@@ -105,6 +105,7 @@ async def _probe(connector: ScimConnector, scim: ScimSettings, report: AppReport
 
     if config is not None:
         _service_provider_config(config, scim, report)
+    await _probe_paging(connector, report)
     await _probe_user(connector, scim, report)
 
 
@@ -194,13 +195,51 @@ async def _probe_user(connector: ScimConnector, scim: ScimSettings, report: AppR
         report.add(f"find {scim.match}", "warn", f"{probe!r} not found", "check probe_user")
         return
     account = accounts[0]
-    state = "active" if account.active else "inactive"
+    if account.active is None:
+        report.add(
+            "active",
+            "warn",
+            f"{account.user_name}'s active attribute is not a boolean: no read-back can verify",
+        )
+    state = {True: "active", False: "inactive", None: "active unreadable"}[account.active]
     report.add(f"find {scim.match}", "ok", f"{account.user_name} (id {account.id}, {state})")
     if scim.remove_groups:
-        groups = await connector.groups_of(account.id)
-        how = "members filter" if connector.member_filter_ok else "paging all groups"
-        names = ", ".join(sorted(str(g.get("displayName") or g["id"]) for g in groups)) or "none"
-        report.add("groups", "ok", f"member of {len(groups)} via {how}: {names}")
+        await _probe_groups(connector, account.id, report)
+
+
+async def _probe_groups(connector: ScimConnector, account_id: str, report: AppReport) -> None:
+    """How this app's group memberships can be read, and whether every group answers."""
+    found = await connector.groups_of(account_id)
+    route = connector.memberships.route
+    names = ", ".join(sorted(g.name for g in found.member)) or "none"
+    suggestion = ""
+    if connector.settings.group_membership == "auto" and route != "member_filter":
+        suggestion = f"set group_membership: {route}"
+    report.add("groups", "ok", f"member of {len(found.member)} via {route}: {names}", suggestion)
+    if found.unknown:
+        unread = ", ".join(g.name for g in found.unknown)
+        report.add(
+            "group members",
+            "warn",
+            f"no route shows the members of {unread}: runs cannot verify those groups and "
+            "will ask a person",
+        )
+
+
+async def _probe_paging(connector: ScimConnector, report: AppReport) -> None:
+    """A server whose totalResults is just the page size makes listings look complete."""
+    page = await connector.get_json("/Users", {"startIndex": 1, "count": 2})
+    resources = page.get("Resources") or []
+    total = page.get("totalResults")
+    if len(resources) == 2 and total == 2:
+        second = await connector.get_json("/Users", {"startIndex": 3, "count": 2})
+        if second.get("Resources"):
+            report.add(
+                "paging",
+                "warn",
+                "totalResults reports the page size, not the listing's size",
+                "set pagination: defensive",
+            )
 
 
 def render(report: AppReport, console: Console) -> None:

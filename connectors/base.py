@@ -85,7 +85,8 @@ class Account(BaseModel):
     user_name: str
     emails: list[str] = Field(default_factory=list)
     external_id: str | None = None
-    active: bool = True
+    # None: the app sent an `active` value that cannot be read (never taken as inactive).
+    active: bool | None = True
     display_name: str | None = None
     last_sign_in: str | None = None
 
@@ -96,19 +97,48 @@ class GroupRef(BaseModel):
 
 
 class ReadBack(BaseModel):
-    state: Literal["active", "inactive", "gone"]
-    groups: list[str] = Field(default_factory=list)
+    """What the app shows after the writes. ``unknown``: its ``active`` could not be read."""
+
+    state: Literal["active", "inactive", "gone", "unknown"]
+    groups: list[str] = Field(default_factory=list)  # still listing the account
+    unknown_groups: list[str] = Field(default_factory=list)  # membership could not be read
+    active_value: str | None = None  # the raw value, when it could not be read
+
+    @property
+    def access_gone(self) -> bool:
+        """Only this is "verified": the account inactive or gone, and in no group we know of."""
+        return self.state in ("inactive", "gone") and not self.groups and not self.unknown_groups
+
+
+class Lookup(BaseModel):
+    """The accounts a lookup found, and every query it tried (named in a "skipped" step)."""
+
+    accounts: list[Account] = Field(default_factory=list)
+    tried: list[str] = Field(default_factory=list)
+
+
+class GroupRemoval(BaseModel):
+    """Groups the account was taken out of, those left for a person, and why."""
+
+    removed: list[GroupRef] = Field(default_factory=list)
+    unknown: list[GroupRef] = Field(default_factory=list)  # membership could not be read
+    refused: dict[str, str] = Field(default_factory=dict)  # group name -> why it was not written
 
 
 class Connector(Protocol):
-    async def find(self, value: str) -> list[Account]: ...
+    """What a deprovisioning step needs from an app (SCIM today; IdPs later)."""
+
+    async def lookup(self, value: str) -> Lookup: ...
 
     async def deactivate(self, account_id: str) -> Literal["deactivated", "gone"]: ...
 
     async def delete(self, account_id: str) -> Literal["deleted", "gone"]: ...
 
-    async def remove_groups(self, account_id: str) -> list[GroupRef]: ...
+    async def remove_member(self, group: GroupRef, account_id: str) -> str | None: ...
 
     async def read_back(
-        self, account_id: str, removed_from: Sequence[GroupRef] = ()
+        self,
+        account_id: str,
+        removed_from: Sequence[GroupRef] = (),
+        unknown: Sequence[GroupRef] = (),
     ) -> ReadBack: ...

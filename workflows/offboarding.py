@@ -14,7 +14,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+)
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from workflows.human_task import HumanTaskWorkflow
@@ -47,19 +52,29 @@ _QUICK = timedelta(seconds=30)
 # stay regular activities: as local ones they held workflow tasks open while queueing for the
 # database, and under a burst of 1,000 those tasks timed out and were replayed.
 STEP_EVENTS_WITH_STATUS = "step-events-with-status"
+# Since this patch: each app is planned by its own activity (one app's pause or outage never
+# holds up the others), SCIM steps' audit keys carry the run id (a later run for the same person
+# keeps its own evidence), and an open exception shows the run as waiting_human at once.
+VERIFIED_SOUNDNESS = "verified-soundness"
 LIVE_STATUSES = ("running", "waiting_human")
-# Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
-# raised non-retryable by the activity and stop at once.
+# How long planning keeps asking an app (429, outage) before that app's step becomes an
+# exception task; the other apps go ahead meanwhile.
+PLAN_BUDGET = timedelta(minutes=5)
+# Transient app failures (429, 5xx, timeouts, not yet verified) back off without an attempt
+# cap: the activity itself stops retrying once the step's retry budget is spent (a setting,
+# default one day) or the failure is permanent, and the step becomes an exception task.
 SCIM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=6,
+    maximum_interval=timedelta(minutes=2),
 )
 
 
 def _cause(exc: BaseException) -> str:
     inner = exc.__cause__ if isinstance(exc, ActivityError | ChildWorkflowError) else exc
+    # A timeout (e.g. the planning budget running out) carries the last attempt's failure.
+    if isinstance(inner, TemporalTimeout) and isinstance(inner.__cause__, ApplicationError):
+        inner = inner.__cause__
     if isinstance(inner, ApplicationError):
         return inner.message
     return str(inner or exc)
@@ -83,12 +98,14 @@ class OffboardingWorkflow:
         self._closing = False
         self._completed_at: datetime | None = None
         self._events_with_status = False
+        self._sound = False
 
     # -- run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
         self._events_with_status = workflow.patched(STEP_EVENTS_WITH_STATUS)
+        self._sound = workflow.patched(VERIFIED_SOUNDNESS)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -211,7 +228,9 @@ class OffboardingWorkflow:
             account=p.account,
             person_id=self._inp.person_id,
             workflow_id=workflow.info().workflow_id,
-            step_id=f"{step_id}:{mode}",
+            step_id=(
+                f"{workflow.info().run_id}:{step_id}:{mode}" if self._sound else f"{step_id}:{mode}"
+            ),
             mode=mode,
             write_audit=not self._events_with_status,
         )
@@ -285,6 +304,8 @@ class OffboardingWorkflow:
             "Retry the step, or fix it by hand and complete this task with a note."
         )
         self._open_exceptions.add(p.app)
+        if self._sound:
+            self._refresh_status()
         spec = ManualPlan(assignees=p.owners, sla_hours=24, instructions=instructions)
         task = asyncio.create_task(self._human_task(p, "exception", spec))
         await workflow.wait_condition(lambda: p.app in self._retry or task.done())
@@ -302,10 +323,20 @@ class OffboardingWorkflow:
         return False
 
     async def _replan(self, p: AppPlan) -> AppPlan:
+        if self._sound:
+            return await self._plan_app(p)
         plan = await self._plan([p.app])
         return plan.apps[0]
 
     async def _plan(self, apps: list[str] | None) -> Plan:
+        if self._sound:
+            bases: list[AppPlan] = await workflow.execute_local_activity(
+                "catalog_apps",
+                PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
+                result_type=list[AppPlan],
+                start_to_close_timeout=timedelta(seconds=10),
+            )
+            return Plan(apps=list(await asyncio.gather(*(self._plan_app(b) for b in bases))))
         plan: Plan = await workflow.execute_activity(
             "plan_offboarding",
             PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
@@ -315,6 +346,23 @@ class OffboardingWorkflow:
         )
         return plan
 
+    async def _plan_app(self, base: AppPlan) -> AppPlan:
+        """One app's plan; an app that cannot be asked within PLAN_BUDGET becomes an exception
+        (with a retry) instead of holding up the other apps."""
+        try:
+            plan: AppPlan = await workflow.execute_activity(
+                "plan_app",
+                PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=[base.app]),
+                result_type=AppPlan,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=PLAN_BUDGET,
+                retry_policy=SCIM_RETRY,
+            )
+        except ActivityError as exc:
+            reason = f"could not look up the account: {_cause(exc)}"
+            return base.model_copy(update={"action": "exception", "reason": reason})
+        return plan
+
     # -- state ---------------------------------------------------------------------------
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
@@ -322,6 +370,9 @@ class OffboardingWorkflow:
         step.status = status
         step.detail = detail
         step.updated_at = workflow.now()
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
         derived = self._derive_status()
         # Terminal statuses are set once, by the run's end, together with completed_at.
         if self._status not in ("scheduled", "cancelled") and derived in LIVE_STATUSES:

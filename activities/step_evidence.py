@@ -1,0 +1,122 @@
+"""What a SCIM step has done so far, recorded in the trail as it happens and read back from it.
+
+Each side effect (deactivated, deleted, groups removed) is appended to the person's audit
+chain the moment the app confirms it, so a later failure (or a worker crash) cannot erase it,
+and a retried step resumes from the trail instead of starting over. The trail is the durable
+state here: it survives what heartbeat details may not (a crash before they were sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from connectors.base import GroupRef
+from db import audit
+from db.models import AuditEvent
+from workflows.types import AuditEventIn, ScimStepInput
+
+DEACTIVATED = "scim.deactivated"
+GROUPS_REMOVED = "scim.groups_removed"
+
+
+@dataclass
+class StepProgress:
+    """Side effects a step already caused (this attempt or an earlier one)."""
+
+    cut_at: str | None = None  # when the account was deactivated (ISO-8601, UTC)
+    outcome: str | None = None  # deactivated | deleted | gone
+    removed: list[GroupRef] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """What is already done, in words for a person ("access cut at 10:02 UTC ...")."""
+        parts = []
+        if self.outcome in ("deleted", "gone"):
+            parts.append(f"account {self.outcome}")
+        elif self.cut_at:
+            parts.append(f"access cut at {self.cut_at[11:19]} UTC (account deactivated)")
+        if self.removed:
+            parts.append(f"removed from {', '.join(g.name for g in self.removed)}")
+        return "; ".join(parts) if parts else "nothing changed in the app yet"
+
+
+class StepRecorder:
+    """Appends one step's events to the trail, keyed so a retry never duplicates them."""
+
+    def __init__(self, sessions: Callable[[], Session], inp: ScimStepInput, attempt: int) -> None:
+        self._sessions = sessions
+        self._inp = inp
+        self._attempt = attempt
+        self.progress = StepProgress()
+
+    def event(self, kind: str, detail: dict[str, Any], step_id: str | None = None) -> AuditEventIn:
+        inp = self._inp
+        return AuditEventIn(
+            person_id=inp.person_id,
+            workflow_id=inp.workflow_id,
+            step_id=step_id or inp.step_id,
+            kind=kind,
+            at=datetime.now(UTC).isoformat(),
+            app=inp.app,
+            detail={"account": inp.account, "account_id": inp.account_id, **detail},
+        )
+
+    async def write(self, *events: AuditEventIn) -> None:
+        await asyncio.to_thread(audit.append, self._sessions, events)
+
+    async def account_changed(self, outcome: str) -> None:
+        """The account was deactivated, deleted, or found gone: on the trail at once."""
+        event = self.event(f"scim.{outcome}", {"mode": self._inp.mode})
+        if outcome == "deactivated":
+            self.progress.cut_at = event.at
+        self.progress.outcome = outcome
+        # One deactivation per step, whatever the attempt; removals are per attempt, since a
+        # retry may take the account out of groups an earlier attempt could not reach.
+        await self.write(event)
+
+    async def groups_removed(self, groups: list[GroupRef]) -> None:
+        if not groups:
+            return
+        self.progress.removed += [g for g in groups if g not in self.progress.removed]
+        step_id = f"{self._inp.step_id}:groups@{self._attempt}"
+        await self.write(
+            self.event(
+                GROUPS_REMOVED,
+                {"groups": [g.name for g in groups], "group_ids": [g.id for g in groups]},
+                step_id=step_id,
+            )
+        )
+
+    async def resume(self) -> None:
+        """Load what earlier attempts of this step recorded (a retry, maybe after a crash)."""
+        self.progress = await asyncio.to_thread(self._earlier)
+
+    def _earlier(self) -> StepProgress:
+        inp = self._inp
+        progress = StepProgress()
+        with self._sessions() as session:
+            rows = session.exec(
+                select(AuditEvent).where(
+                    AuditEvent.workflow_id == inp.workflow_id,
+                    or_(
+                        col(AuditEvent.step_id) == inp.step_id,
+                        col(AuditEvent.step_id).startswith(f"{inp.step_id}:groups@"),
+                    ),
+                )
+            ).all()
+        for row in sorted(rows, key=lambda r: r.seq):
+            if row.kind == DEACTIVATED:
+                progress.cut_at, progress.outcome = row.at, "deactivated"
+            elif row.kind in ("scim.deleted", "scim.gone"):
+                progress.outcome = row.kind.removeprefix("scim.")
+            elif row.kind == GROUPS_REMOVED:
+                names = row.detail.get("groups") or []
+                for gid, name in zip(row.detail.get("group_ids") or [], names, strict=False):
+                    progress.removed.append(GroupRef(id=str(gid), name=str(name)))
+        return progress
