@@ -128,7 +128,7 @@ async def with_connector(
         async def one(email: str) -> None:
             [account] = await connector.find(email)
             await connector.deactivate(account.id)
-            removed = await connector.remove_groups(account.id) if groups else []
+            removed = (await connector.remove_groups(account.id)).removed if groups else []
             state = await connector.read_back(account.id, removed)
             assert state.state == "inactive" and not state.groups, (email, state)
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from devstack.scim_server import WSGIApp
+from tests import scim_quirk_shapes as shapes
 
 __all__ = ["Quirks"]
 
@@ -96,6 +97,19 @@ class Quirks:
         self.delete_only_deactivates = False  # DELETE /Users/<id> sets active=false, 204
         self.pathless_patch_only = False  # PATCH operations carrying "path" -> 400 invalidPath
         self.lying_pagination = False  # see _lying_list
+        self.active_as_digit = False  # "active": false/true -> "0"/"1" in responses
+        self.ignore_user_patch = False  # PATCH /Users/<id> -> 204, and nothing changes
+        self.case_sensitive_filters = False  # userName/emails.value eq compare case-exactly
+        self.total_is_page_size = False  # totalResults = the number on this page
+        self.require_if_match = False  # PATCH/PUT/DELETE without If-Match -> 428
+        self.group_lists_without_members = False  # GET /Groups listings carry no members
+        # No group ever shows members, and `members.value eq` is rejected unless next to `id eq`.
+        self.group_members_hidden = False
+        self.group_member_cap: int | None = None  # groups show at most this many members
+        self.group_patch_unsupported = False  # PATCH /Groups/<id> -> 501
+        self.user_groups_filter = False  # GET /Users?filter=groups.value eq "<group id>" works
+        # Every n-th request fails in turn with 429 (Retry-After 1), 503, then a reset.
+        self.flaky_every: int | None = None
 
     # -- configuration ---------------------------------------------------------------
 
@@ -240,6 +254,17 @@ class Quirks:
                     self._rules.remove(rule)
             wake = self._wake
 
+        if rule is None and self.flaky_every and len(self.requests) % self.flaky_every == 0:
+            turn = len(self.requests) // self.flaky_every % 3
+            if turn == 2:
+                rule = _Rule("reset", 1, None, None)
+            else:
+                status = (429, 503)[turn]
+                headers = [("Content-Type", SCIM_JSON)]
+                if status == 429:
+                    headers.append(("Retry-After", "1"))
+                body = _error_body(status, f"flaky {status}")
+                rule = _Rule("fail", 1, None, None, status, tuple(headers), body)
         if rule is not None:
             if rule.kind == "reset":
                 # wsgiref's handler treats this as the client hanging up: it writes
@@ -250,7 +275,8 @@ class Quirks:
             else:
                 return _send(start_response, (rule.status, list(rule.headers), rule.body))
 
-        return _send(start_response, self._postprocess(self._handle(environ, method, body)))
+        response = self._handle(environ, method, body)
+        return _send(start_response, self._postprocess(environ, method, response))
 
     # -- quirks ----------------------------------------------------------------------
 
@@ -261,6 +287,10 @@ class Quirks:
         user_id = (
             parts[1] if len(parts) == 2 and parts[0] == "Users" and parts[1] != ".search" else None
         )
+
+        early = self._app_rules(environ, method, parts, user_id)
+        if early is not None:
+            return early
 
         if method == "PATCH":
             if self.patch_not_supported:
@@ -349,21 +379,79 @@ class Quirks:
         page["itemsPerPage"] = requested if requested is not None else total
         return status, headers, json.dumps(page).encode()
 
-    def _postprocess(self, response: Response) -> Response:
+    def _app_rules(
+        self, environ: dict[str, Any], method: str, parts: list[str], user_id: str | None
+    ) -> Response | None:
+        """Answers some apps give before the request reaches their data (None: go on)."""
+        query = dict(parse_qsl(str(environ.get("QUERY_STRING", "")), keep_blank_values=True))
+        scim_filter = query.get("filter", "")
+        writes = method in ("PATCH", "PUT", "DELETE")
+        if writes and self.require_if_match and "HTTP_IF_MATCH" not in environ:
+            return _error(428, "If-Match is required", scim_type="invalidVers")
+        if method == "PATCH" and user_id is not None and self.ignore_user_patch:
+            return 204, [], b""
+        if method == "PATCH" and parts[0] == "Groups" and self.group_patch_unsupported:
+            return _error(HTTPStatus.NOT_IMPLEMENTED, "PATCH is not supported for groups")
+        listing = method == "GET" and len(parts) == 1
+        if listing and parts[0] == "Groups" and self.group_members_hidden:
+            if "members" in scim_filter and "id eq" not in scim_filter:
+                return _error(
+                    HTTPStatus.BAD_REQUEST, "filter on members", scim_type="invalidFilter"
+                )
+        if listing and parts[0] == "Users" and scim_filter.startswith("groups.value eq"):
+            if not self.user_groups_filter:
+                return _error(HTTPStatus.BAD_REQUEST, "groups.value", scim_type="invalidFilter")
+            return self._users_in_group(environ, scim_filter)
+        return None
+
+    def _users_in_group(self, environ: dict[str, Any], scim_filter: str) -> Response:
+        group_id = scim_filter.split('"')[1]
+        prefix = str(environ.get("PATH_INFO", "")).removesuffix("/Users")
+        status, _, out = self._call(_derive(environ, "GET", path=f"{prefix}/Groups/{group_id}"))
+        if status != HTTPStatus.OK:
+            return 200, [("Content-Type", SCIM_JSON)], json.dumps(shapes.user_list([])).encode()
+        members = json.loads(out).get("members") or []
+        users = [{"id": m["value"]} for m in members if m.get("type", "User") == "User"]
+        return 200, [("Content-Type", SCIM_JSON)], json.dumps(shapes.user_list(users)).encode()
+
+    def _reshape(self, environ: dict[str, Any], method: str, doc: dict[str, Any]) -> bool:
+        """Apply the response-shape quirks to ``doc``; True when it changed."""
+        path = str(environ.get("PATH_INFO", ""))
+        groups = "/Groups" in path
+        is_list = isinstance(doc.get("Resources"), list)
+        query = dict(parse_qsl(str(environ.get("QUERY_STRING", "")), keep_blank_values=True))
+        rules = [
+            (self.active_as_digit, lambda: shapes.active_as(doc, "1", "0")),
+            (self.active_as_string, lambda: shapes.active_as(doc, "True", "False")),
+            (groups and self.group_members_hidden, lambda: shapes.strip_members(doc)),
+            (
+                groups and is_list and self.group_lists_without_members,
+                lambda: shapes.strip_members(doc),
+            ),
+            (
+                groups and self.group_member_cap is not None,
+                lambda: shapes.cap_members(doc, self.group_member_cap or 0),
+            ),
+            (
+                "/Users" in path and self.case_sensitive_filters,
+                lambda: shapes.exact_case(doc, query.get("filter", "")),
+            ),
+            (is_list and self.total_is_page_size, lambda: shapes.total_is_page_size(doc)),
+            (self.drop_meta, lambda: shapes.drop_meta(doc)),
+        ]
+        applied = [apply for wanted, apply in rules if wanted]
+        for apply in applied:
+            apply()
+        return bool(applied)
+
+    def _postprocess(self, environ: dict[str, Any], method: str, response: Response) -> Response:
         status, headers, out = response
-        if out and (self.active_as_string or self.drop_meta):
+        if out and status == HTTPStatus.OK:
             try:
                 doc = json.loads(out)
             except ValueError:
                 doc = None
-            if isinstance(doc, dict):
-                resources = doc.get("Resources")
-                for resource in [doc, *(resources if isinstance(resources, list) else [])]:
-                    if self.drop_meta:
-                        resource.pop("meta", None)
-                    if self.active_as_string and isinstance(resource.get("active"), bool):
-                        # Entra-style: Python's str(bool), which is truthy either way.
-                        resource["active"] = str(resource["active"])
+            if isinstance(doc, dict) and self._reshape(environ, method, doc):
                 out = json.dumps(doc).encode()
         if self.plain_json_content_type:
             headers = [

@@ -41,7 +41,7 @@ INVALID_FILTER = json.dumps(
 async def deprovision(connector: ScimConnector, account_id: str) -> tuple[str, list[str], str]:
     """What the activity does, minus Temporal and audit."""
     outcome = await connector.deactivate(account_id)
-    removed = await connector.remove_groups(account_id)
+    removed = (await connector.remove_groups(account_id)).removed
     read = await connector.read_back(account_id, removed)
     assert read.groups == []
     return outcome, [g.name for g in removed], read.state
@@ -83,6 +83,7 @@ async def test_patch_style_put_fallback_uses_if_match(
 ) -> None:
     uid = scim_env.id_of(7)
     version = scim_env.user(7)["meta"]["version"]
+    scim_env.quirks.user_groups_filter = True  # proves the group reads complete
     outcome, removed, state = await deprovision(make_connector(patch_style="put_fallback"), uid)
     assert (outcome, state) == ("deactivated", "inactive")
     assert scim_env.quirks.count("PATCH") == 0, "put_fallback must not PATCH users or groups"
@@ -104,6 +105,7 @@ async def test_patch_unsupported_falls_back_to_put(
         scim_env.quirks.patch_not_supported = True
     else:
         scim_env.quirks.fail_next(10, 405, method="PATCH")
+    scim_env.quirks.user_groups_filter = True  # proves the group reads complete
     uid = scim_env.id_of(1)
     outcome, removed, state = await deprovision(make_connector(patch_style="path"), uid)
     assert (outcome, state) == ("deactivated", "inactive")
@@ -137,6 +139,7 @@ async def test_path_form_rejected_falls_back_to_pathless(
     scim_env: ScimEnv, make_connector: ConnectorFactory
 ) -> None:
     scim_env.quirks.pathless_patch_only = True
+    scim_env.quirks.user_groups_filter = True  # proves the group reads complete
     uid = scim_env.id_of(4)
     outcome, removed, state = await deprovision(make_connector(patch_style="path"), uid)
     assert (outcome, state) == ("deactivated", "inactive")
@@ -159,6 +162,7 @@ async def test_response_shapes(
     scim_env: ScimEnv, make_connector: ConnectorFactory, quirk: str, style: str
 ) -> None:
     setattr(scim_env.quirks, quirk, True)
+    scim_env.quirks.user_groups_filter = True  # proves group reads complete for the PUT
     connector = make_connector(patch_style=style, match="userName")
     person = scim_env.users[7]
     [account] = await connector.find(person.user_name)
@@ -182,7 +186,7 @@ async def test_groups_found_by_member_filter_not_user_groups(
     uid = scim_env.id_of(16)
     assert "groups" not in scim_env.user(16)  # scim2-server never fills User.groups
     connector = make_connector()
-    assert sorted(g["displayName"] for g in await connector.groups_of(uid)) == [
+    assert sorted(g.name for g in (await connector.groups_of(uid)).member) == [
         "All staff",
         "Legal",
         "Sales",
@@ -204,8 +208,8 @@ async def test_group_projection_not_understood_asks_again(
         body=json.dumps(groups).encode(),
         content_type=SCIM_JSON,
     )
-    found = await make_connector().groups_of(uid)
-    assert sorted(g["displayName"] for g in found) == ["All staff", "Legal", "Sales"]
+    found = (await make_connector().groups_of(uid)).member
+    assert sorted(g.name for g in found) == ["All staff", "Legal", "Sales"]
     assert scim_env.quirks.count("GET", "/Groups") == 2
 
 
@@ -217,11 +221,11 @@ async def test_rejected_member_filter_pages_all_groups(
     )
     connector = make_connector()
     uid = scim_env.id_of(4)
-    removed = await connector.remove_groups(uid)
+    removed = (await connector.remove_groups(uid)).removed
     assert sorted(g.name for g in removed) == ["All staff", "Legal", "Sales"]
     assert scim_env.server.groups_of(uid) == []
     # Learned once: the next lookup pages straight away.
-    assert [g["displayName"] for g in await connector.groups_of(scim_env.id_of(3))] == ["All staff"]
+    assert [g.name for g in (await connector.groups_of(scim_env.id_of(3))).member] == ["All staff"]
     assert len(scim_env.quirks.sent_filters("/Groups")) == 1
 
 
@@ -231,7 +235,7 @@ async def test_read_back_rereads_only_the_groups_it_left(
     """Verification asks about the removed groups by id, not the app's whole group list."""
     uid = scim_env.id_of(4)
     connector = make_connector()
-    removed = await connector.remove_groups(uid)
+    removed = (await connector.remove_groups(uid)).removed
     assert (await connector.read_back(uid, removed)).groups == []
     ids = " or ".join(f'id eq "{g}"' for g in sorted(g.id for g in removed))
     assert scim_env.quirks.sent_filters("/Groups") == [
@@ -247,7 +251,7 @@ async def test_read_back_names_a_group_that_kept_the_member(
     uid = scim_env.id_of(3)  # in "All staff" only
     scim_env.quirks.fail_next(1, 204, method="PATCH", path_contains="/Groups/", body=b"")
     connector = make_connector()
-    removed = await connector.remove_groups(uid)
+    removed = (await connector.remove_groups(uid)).removed
     assert [g.name for g in removed] == ["All staff"]
     assert (await connector.read_back(uid, removed)).groups == ["All staff"]
 
@@ -260,7 +264,7 @@ async def test_read_back_falls_back_when_the_id_query_is_rejected(
     )
     uid = scim_env.id_of(4)
     connector = make_connector()
-    removed = await connector.remove_groups(uid)
+    removed = (await connector.remove_groups(uid)).removed
     assert (await connector.read_back(uid, removed)).groups == []
     # Learned once: the next read-back goes straight to the member query.
     assert (await connector.read_back(uid, removed)).groups == []
@@ -274,7 +278,7 @@ async def test_value_array_rejected_falls_back_to_filter_path(
     """scim2-server refuses the Entra-style removal (400): the RFC form is tried next."""
     uid = scim_env.id_of(3)
     connector = make_connector(group_member_removal="value_array")
-    assert [g.name for g in await connector.remove_groups(uid)] == ["All staff"]
+    assert [g.name for g in (await connector.remove_groups(uid)).removed] == ["All staff"]
     assert patch_ops(scim_env, "/Groups/") == [
         {"op": "remove", "path": "members", "value": [{"value": uid}]},
         {"op": "remove", "path": f'members[value eq "{uid}"]'},
@@ -309,6 +313,7 @@ async def test_removing_last_member_and_read_back(
         headers={"Content-Type": SCIM_JSON},
     )
     assert created.status_code == 201, created.text
+    scim_env.quirks.user_groups_filter = True  # proves the group reads complete
     _, removed, state = await deprovision(make_connector(patch_style="put_fallback"), uid)
     assert sorted(removed) == ["All staff", "Solo"] and state == "inactive"
     assert scim_env.server.groups_of(uid) == []
@@ -365,11 +370,13 @@ async def test_lying_pagination_defensive_lists_everyone(
     scim_env.quirks.lying_pagination = True
     listed = [a.id async for a in make_connector(pagination="defensive").list_users()]
     assert sorted(listed) == sorted(scim_env.ids.values())
-    # And the default, which trusts totalResults, is what misses people on such servers.
+    # The default reads totalResults too, but keeps going while pages come back full (of the
+    # server's real page size, learned from a short page that was not the last), so half a
+    # total cannot end the listing early.
     scim_env.quirks.reset()
     scim_env.quirks.lying_pagination = True
-    trusting = [a.id async for a in make_connector(pagination="standard").list_users()]
-    assert len(trusting) < len(listed)
+    standard = [a.id async for a in make_connector(pagination="standard").list_users()]
+    assert sorted(standard) == sorted(listed)
 
 
 async def test_lying_pagination_with_pages_smaller_than_asked(
@@ -409,7 +416,7 @@ async def test_server_errors_are_transient(
     scim_env: ScimEnv, make_connector: ConnectorFactory, status: int
 ) -> None:
     scim_env.quirks.fail_next(1, status, method="PATCH")
-    connector = make_connector()
+    connector = make_connector(request_retries=0)
     with pytest.raises(TransientError) as info:
         await connector.deactivate(scim_env.id_of(3))
     assert info.value.retryable and info.value.status == status
@@ -424,7 +431,7 @@ async def test_proxy_html_error_is_summarised(
     html = b"<html><body><h1>502 Bad Gateway</h1><p>upstream gone</p></body></html>"
     scim_env.quirks.fail_next(1, 502, body=html)
     with pytest.raises(TransientError) as info:
-        await make_connector().find("dave.davis@example.com")
+        await make_connector(request_retries=0).find("dave.davis@example.com")
     assert "502 Bad Gateway upstream gone" in info.value.message
     assert "<" not in info.value.message
 
@@ -434,7 +441,7 @@ async def test_connection_reset_is_transient(
 ) -> None:
     scim_env.quirks.reset_next(1, method="PATCH")
     with pytest.raises(TransientError) as info:
-        await make_connector().deactivate(scim_env.id_of(3))
+        await make_connector(request_retries=0).deactivate(scim_env.id_of(3))
     assert "connection failed" in info.value.message
     assert isinstance(info.value.__cause__, httpx.TransportError)
 
@@ -444,7 +451,7 @@ async def test_read_timeout_is_transient(
 ) -> None:
     scim_env.quirks.delay_next(1, 5, method="GET")
     with pytest.raises(TransientError) as info:
-        await make_connector(timeout=0.3).find("dave.davis@example.com")
+        await make_connector(timeout=0.3, request_retries=0).find("dave.davis@example.com")
     assert "timed out (ReadTimeout)" in info.value.message
     assert isinstance(info.value.__cause__, httpx.TimeoutException)
     scim_env.quirks.reset()
@@ -455,7 +462,7 @@ async def test_malformed_json_is_transient(
 ) -> None:
     scim_env.quirks.malformed_next(1, method="GET")
     with pytest.raises(TransientError) as info:
-        await make_connector().find("dave.davis@example.com")
+        await make_connector(request_retries=0).find("dave.davis@example.com")
     assert "not JSON" in info.value.message
     assert isinstance(info.value.__cause__, ValueError)
 
@@ -501,10 +508,50 @@ async def test_other_4xx_is_rejected_not_retried(
     assert not info.value.retryable and info.value.status == 409
 
 
+@pytest.mark.parametrize("fault", ["503", "reset", "timeout", "malformed", "429"])
+async def test_a_brief_fault_is_retried_inside_the_request(
+    scim_env: ScimEnv, make_connector: ConnectorFactory, fault: str
+) -> None:
+    """One bad answer does not fail a step: the request is sent again (all ours are
+    idempotent), after the app's Retry-After for a 429."""
+    quirks = scim_env.quirks
+    if fault == "503":
+        quirks.fail_next(2, 503, method="PATCH")
+    elif fault == "reset":
+        quirks.reset_next(2, method="PATCH")
+    elif fault == "timeout":
+        quirks.delay_next(1, 3, method="PATCH")
+    elif fault == "malformed":
+        quirks.malformed_next(1, method="GET")
+    else:
+        quirks.fail_next(1, 429, method="PATCH", retry_after="1")
+    connector = make_connector(timeout=1.0)
+    [account] = await connector.find(scim_env.users[3].email)
+    assert await connector.deactivate(account.id) == "deactivated"
+    assert scim_env.user(3)["active"] is False
+    if fault == "429":
+        [limited, retried] = scim_env.meter.of("PATCH")
+        assert retried.started_mono - limited.ended_mono >= 1.0
+
+
+async def test_a_fault_that_persists_is_raised_after_the_retries(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    scim_env.quirks.fail_next(10, 503, method="PATCH")
+    with pytest.raises(TransientError):
+        await make_connector(request_retries=2).deactivate(scim_env.id_of(3))
+    assert scim_env.quirks.count("PATCH") == 3
+
+
 # -- 429 and the shared gate ----------------------------------------------------------------
 
 
 def test_parse_retry_after() -> None:
+    # A Unix time (as some apps send) is a moment, not 57 years; a ceiling bounds any value.
+    now = 1_796_065_000.0
+    assert parse_retry_after("1796065598", now=now) == 598.0
+    assert parse_retry_after("1796065598", now=now, ceiling=60) == 60.0
+    assert parse_retry_after("99999999", ceiling=900) == 900.0
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("-1") == 0.0
     assert parse_retry_after("soon") is None
@@ -521,7 +568,7 @@ async def test_429_pauses_every_request_to_the_app(
     """One 429 holds back all runs sharing the connector, even requests already queued."""
     retry_after = "1" if form == "seconds" else Quirks.http_date(2)
     scim_env.quirks.fail_next(1, 429, method="PATCH", retry_after=retry_after)
-    connector = make_connector(max_concurrent_requests=1)
+    connector = make_connector(max_concurrent_requests=1, request_retries=0)
 
     first = asyncio.create_task(connector.deactivate(scim_env.id_of(3)))
     queued = asyncio.create_task(connector.find(scim_env.users[5].email))
