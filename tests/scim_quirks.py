@@ -108,8 +108,10 @@ class Quirks:
         self.group_member_cap: int | None = None  # groups show at most this many members
         self.group_patch_unsupported = False  # PATCH /Groups/<id> -> 501
         self.user_groups_filter = False  # GET /Users?filter=groups.value eq "<group id>" works
-        # Every n-th request fails in turn with 429 (Retry-After 1), 503, then a reset.
+        # Every n-th request fails, in turn with each of flaky_faults (429 carries
+        # Retry-After: 1; "reset" hangs up without an answer).
         self.flaky_every: int | None = None
+        self.flaky_faults: tuple[str, ...] = ("429", "503", "reset")
 
     # -- configuration ---------------------------------------------------------------
 
@@ -255,16 +257,8 @@ class Quirks:
             wake = self._wake
 
         if rule is None and self.flaky_every and len(self.requests) % self.flaky_every == 0:
-            turn = len(self.requests) // self.flaky_every % 3
-            if turn == 2:
-                rule = _Rule("reset", 1, None, None)
-            else:
-                status = (429, 503)[turn]
-                headers = [("Content-Type", SCIM_JSON)]
-                if status == 429:
-                    headers.append(("Retry-After", "1"))
-                body = _error_body(status, f"flaky {status}")
-                rule = _Rule("fail", 1, None, None, status, tuple(headers), body)
+            faults = self.flaky_faults
+            rule = _flaky_rule(faults[len(self.requests) // self.flaky_every % len(faults)])
         if rule is not None:
             if rule.kind == "reset":
                 # wsgiref's handler treats this as the client hanging up: it writes
@@ -479,6 +473,18 @@ class Quirks:
                 close()
         status_line, headers = captured
         return int(status_line.split()[0]), list(headers), out
+
+
+def _flaky_rule(fault: str) -> _Rule:
+    if fault == "reset":
+        return _Rule("reset", 1, None, None)
+    status = int(fault)
+    headers = [("Content-Type", SCIM_JSON)]
+    if status == HTTPStatus.TOO_MANY_REQUESTS:
+        headers.append(("Retry-After", "1"))
+    return _Rule(
+        "fail", 1, None, None, status, tuple(headers), _error_body(status, f"flaky {status}")
+    )
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -6,9 +6,10 @@ deactivate_then_delete workflow path on Temporal's time-skipping test server."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ class Harness:
         return DeprovisionActivities(catalog, registry, sessions(self.db_url))
 
     async def run(
-        self, acts: DeprovisionActivities, index: int, mode: str = "deactivate"
+        self, acts: DeprovisionActivities, index: int, mode: str = "deactivate", attempt: int = 1
     ) -> ScimStepResult:
         person = f"P-{uuid.uuid4().hex[:8]}"
         self.person = person
@@ -82,7 +83,12 @@ class Harness:
             step_id=f"acme#1:{mode}",
             mode=mode,  # type: ignore[arg-type]
         )
-        result: ScimStepResult = await ActivityEnvironment().run(acts.deprovision_scim, inp)
+        env = ActivityEnvironment()
+        now = datetime.now(UTC)
+        env.info = dataclasses.replace(
+            env.info, attempt=attempt, scheduled_time=now, current_attempt_scheduled_time=now
+        )
+        result: ScimStepResult = await env.run(acts.deprovision_scim, inp)
         return result
 
     def events(self) -> list[dict[str, Any]]:
@@ -191,12 +197,13 @@ async def test_auth_failure_is_permanent_and_names_the_env_var(harness: Harness)
 
 
 async def test_429_sets_the_next_retry_delay(harness: Harness) -> None:
-    harness.env.quirks.fail_next(1, 429, method="PATCH", retry_after="7")
+    """A pause longer than a step should sleep is handed to the workflow as the retry delay."""
+    harness.env.quirks.fail_next(1, 429, method="PATCH", retry_after="70")
     with pytest.raises(ApplicationError) as info:
         await harness.run(harness.activities(), 3)
     error = info.value
     assert error.type == "rate_limited" and not error.non_retryable
-    assert error.next_retry_delay == timedelta(seconds=7)
+    assert error.next_retry_delay == timedelta(seconds=70)
 
 
 async def test_missing_token_env_is_a_config_error(harness: Harness) -> None:

@@ -71,7 +71,7 @@ def test_healthy_app_is_usable_and_probe_user_found(check: object, scim_env: Sci
     for expected in ("reach", "authenticate", "PATCH", "ETag", "filter", "bulk", "groups"):
         assert expected in out
     assert f"carol.clark@example.com (id {scim_env.id_of(2)}, active)" in out
-    assert "member of 2 via members filter: All staff, Engineering" in out
+    assert "member of 2 via member_filter: All staff, Engineering" in out
     assert SCIM_TOKEN not in out
     assert only_gets(scim_env) and scim_env.quirks.requests
 

@@ -169,7 +169,7 @@ async def test_no_secret_in_logs(
 ) -> None:
     scim_env.quirks.fail_next(1, 429, retry_after="0")
     scim_env.quirks.pathless_patch_only = True
-    connector = make_connector(credentials=oauth(token_endpoint, http))
+    connector = make_connector(credentials=oauth(token_endpoint, http), request_retries=0)
     with pytest.raises(RateLimitedError):
         await connector.find("dave.davis@example.com")
     [account] = await connector.find("dave.davis@example.com")

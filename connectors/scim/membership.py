@@ -9,8 +9,9 @@ them in this order and learns what the app rejects):
 2. ``group_filter``: per group, ``filter=id eq "<g>" and members.value eq "<id>"``;
 3. ``group_reads``: per group, ``GET /Groups/<g>`` and its member list.
 
-A group whose members no route shows stays ``unknown``: it is reported, never read as "not a
-member", because "verified" must not rest on missing data.
+A filter's answer is the app's word (a group it returns holds the account, whatever member
+list it shows: apps cap those). A group whose membership no route shows stays ``unknown``: it
+is reported, never read as "not a member", because "verified" must not rest on missing data.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from connectors.scim.transport import ScimTransport
 
 log = structlog.get_logger("offboard.scim")
 
-# Asked for when listing a member's groups (RFC 7644 3.4.2.5).
-GROUP_PROJECTION = "displayName,members.value"
 # Group ids per re-read query: keeps the filter (and the URL) short for people in many groups.
 STILL_IN_BATCH = 10
 
@@ -75,7 +74,11 @@ class MembershipReader:
         return "group_reads" if self.group_reads_ok else "none"
 
     async def groups_of(self, account_id: str) -> Memberships:
-        """The account's groups. Raises ConnectorError when the app cannot be read at all."""
+        """The account's groups. Raises ConnectorError when the app cannot be read at all.
+
+        A member filter's answer is taken as the app's word: a group it returns holds the
+        account even when the member list it shows does not (apps cap member lists).
+        """
         member = f"members.value eq {escape_filter_value(account_id)}"
         if self.member_filter_ok:
             try:
@@ -86,36 +89,28 @@ class MembershipReader:
                     "scim.member_filter_rejected", app=self._transport.app_id, error=exc.message
                 )
             else:
-                return await self._settle(found, account_id, "member_filter", claimed=True)
+                return Memberships(
+                    member=[_ref(g) for g in found if "id" in g], route="member_filter"
+                )
         groups = [g async for g in Pager(self._transport, "/Groups", {})]
-        return await self._settle(groups, account_id, self.route, claimed=False)
+        return await self._settle(groups, account_id)
 
     async def _where(self, scim_filter: str) -> list[dict[str, Any]]:
-        # Only names and member ids: big groups are most of the bytes. If the projection was
-        # not understood (no group carries members), ask once more for everything.
-        projected = {"filter": scim_filter, "attributes": GROUP_PROJECTION}
-        groups = [g async for g in Pager(self._transport, "/Groups", projected)]
-        if any("members" not in g for g in groups):
-            groups = [g async for g in Pager(self._transport, "/Groups", {"filter": scim_filter})]
-        return groups
+        # Only names: big groups' member lists are most of the bytes (and server time).
+        query = {"filter": scim_filter, "attributes": "displayName"}
+        return [g async for g in Pager(self._transport, "/Groups", query)]
 
-    async def _settle(
-        self, groups: list[dict[str, Any]], account_id: str, route: str, *, claimed: bool
-    ) -> Memberships:
-        """Turn a group listing into memberships, checking each group whose list is missing.
-
-        ``claimed``: the listing came from a member filter, so the app says each group holds
-        the account; a group that lists its members is still re-checked (a server that
-        ignores the filter cannot make us touch other groups).
-        """
+    async def _settle(self, groups: list[dict[str, Any]], account_id: str) -> Memberships:
+        """Memberships from a listing of every group, checking each group whose list is
+        missing: when some groups in the listing carry members, one without is empty."""
         shows_members = any("members" in g for g in groups)
-        result = Memberships(route=route)
+        result = Memberships(route=self.route)
         for group in groups:
             if "id" not in group:
                 continue
             state = membership(group, account_id)
-            if state == "unknown" and not claimed and shows_members:
-                state = "not_member"  # the listing carries members; this group has none
+            if state == "unknown" and shows_members:
+                state = "not_member"
             if state == "unknown":
                 state = await self.check(str(group["id"]), account_id)
             if state == "member":
@@ -125,7 +120,7 @@ class MembershipReader:
         return result
 
     async def check(self, group_id: str, account_id: str) -> Membership:
-        """One group: is the account listed? By an id+member filter, else by reading it."""
+        """One group: is the account in it? By an id+member filter, else by reading it."""
         if self.group_filter_ok:
             query = (
                 f"id eq {escape_filter_value(group_id)} and "
@@ -140,10 +135,7 @@ class MembershipReader:
             except RejectedError:
                 self.group_filter_ok = False
             else:
-                if not found:
-                    return "not_member"
-                state = membership(found[0], account_id)
-                return "member" if state == "unknown" else state
+                return "member" if found else "not_member"
         if not self.group_reads_ok:
             return "unknown"
         _, group = await self._transport.read(group_path(group_id), missing_ok=True)
@@ -180,9 +172,7 @@ class MembershipReader:
             except RejectedError:
                 self.group_filter_ok = False
             else:
-                listed = {
-                    str(g.get("id")) for g in found if membership(g, account_id) != "not_member"
-                }
+                listed = {str(g.get("id")) for g in found}
                 return [wanted[i].name for i in ids if i in listed], []
         if self.member_filter_ok:
             now = await self.groups_of(account_id)
