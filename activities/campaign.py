@@ -327,7 +327,7 @@ class CampaignActivities(AppActivities):
                         if account.id in seen:
                             continue
                         seen.add(account.id)
-                        if not account.active:
+                        if account.active is False:  # unreadable (None) is reviewed
                             skipped += 1
                             continue
                         batch.append(account)

@@ -8,14 +8,15 @@ end to end and then reads the app directly, bypassing the quirks.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from devstack.demo_data import demo_users
 
-if False:  # typing only; conftest imports this module
+if TYPE_CHECKING:  # conftest imports this module
     from tests.conftest import ScimApp
 
 Setup = Callable[["ScimApp", int], None]
@@ -42,8 +43,16 @@ def _flags(**flags: Any) -> Setup:
 def _big_group(app: ScimApp, leaver: int) -> None:
     """150 bystanders and the leaver (last) in one group; the app shows 100 members."""
     others = demo_users(170)[20:]
-    names = [u.user_name for u in others] + [app.users[leaver].user_name]
-    app.server.seed(others, {BIG_GROUP: names})
+    ids = [*app.server.seed(others).values(), app.ids[app.users[leaver].user_name]]
+    group = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": BIG_GROUP,
+        "members": [{"value": i, "type": "User"} for i in ids],
+    }
+    created = app.server._oracle.post(
+        "/Groups", content=json.dumps(group), headers={"Content-Type": "application/scim+json"}
+    )
+    created.raise_for_status()
     app.quirks.group_member_cap = 100
     app.quirks.group_patch_unsupported = True
 
