@@ -40,10 +40,11 @@ _OUTCOMES: dict[str, Literal["deactivated", "deleted", "gone"]] = {
 class StepFailed(Exception):
     """The step cannot be verified; ``retryable`` when trying again may still help."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, still_active: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.still_active = still_active
 
 
 class DeprovisionActivities(AppActivities):
@@ -63,13 +64,13 @@ class DeprovisionActivities(AppActivities):
             return await self._deprovision(inp, recorder)
         except ConnectorError as exc:
             error = to_application_error(inp.app, exc)
-            cause = exc
+            cause, still_active = exc, False
         except StepFailed as exc:
             error = ApplicationError(
                 f"{inp.app}: {exc.message}", type="verify", non_retryable=not exc.retryable
             )
-            cause = None
-        done = recorder.progress.summary()
+            cause, still_active = None, exc.still_active
+        done = recorder.progress.summary(still_active)
         spent = (datetime.now(UTC) - info.scheduled_time).total_seconds()
         give_up = error.non_retryable or spent >= self._budget
         message = error.message
@@ -200,4 +201,8 @@ class DeprovisionActivities(AppActivities):
             )
         lazy = last.state == "active" or (last.groups and last.state != "unknown")
         retry = bool(lazy) and not last.unknown_groups and activity.info().attempt < VERIFY_ATTEMPTS
-        raise StepFailed("read back: " + "; ".join(problems), retryable=retry)
+        raise StepFailed(
+            "read back: " + "; ".join(problems),
+            retryable=retry,
+            still_active=last.state == "active",
+        )

@@ -34,11 +34,17 @@ class StepProgress:
     outcome: str | None = None  # deactivated | deleted | gone
     removed: list[GroupRef] = field(default_factory=list)
 
-    def summary(self) -> str:
-        """What is already done, in words for a person ("access cut at 10:02 UTC ...")."""
+    def summary(self, still_active: bool = False) -> str:
+        """What is already done, in words for a person ("access cut at 10:02 UTC ...").
+
+        ``still_active``: the read-back shows the account active, so the app accepted the
+        deactivation without applying it; it is not called a cut then.
+        """
         parts = []
         if self.outcome in ("deleted", "gone"):
             parts.append(f"account {self.outcome}")
+        elif self.cut_at and still_active:
+            parts.append(f"the app accepted the deactivation at {self.cut_at[11:19]} UTC")
         elif self.cut_at:
             parts.append(f"access cut at {self.cut_at[11:19]} UTC (account deactivated)")
         if self.removed:

@@ -70,10 +70,17 @@ class Harness:
         return DeprovisionActivities(catalog, registry, sessions(self.db_url))
 
     async def run(
-        self, acts: DeprovisionActivities, index: int, mode: str = "deactivate", attempt: int = 1
+        self,
+        acts: DeprovisionActivities,
+        index: int,
+        mode: str = "deactivate",
+        attempt: int = 1,
     ) -> ScimStepResult:
-        person = f"P-{uuid.uuid4().hex[:8]}"
-        self.person = person
+        """Run the activity as attempt ``attempt``; attempts after the first continue the
+        previous run's step (same person, same step id), as Temporal's retries do."""
+        if attempt == 1:
+            self.person = f"P-{uuid.uuid4().hex[:8]}"
+        person = self.person
         inp = ScimStepInput(
             app="acme",
             account_id=self.env.id_of(index),

@@ -246,7 +246,12 @@ class ScimConnector:
                 return None
             before = member_ids(resource)
             if account_id not in before:
-                return None
+                # The app said the account is in this group, but its read does not show it:
+                # the member list is partial, and a rewrite would drop whoever is missing.
+                return (
+                    f"not rewritten: {group.name}'s member list as read does not show the "
+                    "account the app says is in it (the list is partial); remove by hand"
+                )
             unproven = await self._unproven_complete(group, resource)
             if unproven is not None:
                 return unproven
