@@ -24,7 +24,7 @@ OWNERS = ["legal-ops@example.com"]  # ironclad's catalog owners in tests/conftes
 
 
 async def wait_tasks(
-    stack: Stack, ready: Any, timeout: float = 15, **params: str
+    stack: Stack, ready: Any, timeout: float = 60, **params: str
 ) -> list[dict[str, Any]]:
     """Poll GET /tasks until ``ready(tasks)``; fail with the last list seen."""
     loop = asyncio.get_running_loop()
@@ -351,7 +351,7 @@ async def _retry_as_soon_as_failed(stack: Stack, index: int) -> str:
     assert response.status_code == 202, response.text
     run_id: str = response.json()["run_id"]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
+    deadline = loop.time() + 60
     while True:
         retry = await stack.http.post(f"/api/v1/offboardings/{run_id}/steps/ironclad/retry")
         if retry.status_code == 202:
