@@ -144,3 +144,19 @@ def test_missing_credentials_and_unknown_app(
     missing = Runner().invoke(cli, ["apps", "check", "acme"])
     assert missing.exit_code == 1
     assert f"${TOKEN_ENV} is not set" in missing.output
+
+
+def test_quirks_detected_and_settings_suggested(check: object, scim_env: ScimEnv) -> None:
+    """Groups whose members the app never shows (and whose member filter it rejects unless
+    next to an id), and totals that are only the page size: found, and named."""
+    scim_env.quirks.group_members_hidden = True
+    scim_env.quirks.total_is_page_size = True
+    result = check("acme")  # type: ignore[operator]
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "member of 2 via group_filter: All staff, Engineering" in out
+    assert "totalResults reports the page size" in out
+    suggested = out.split("Suggested catalog settings for acme (under scim:):")[1]
+    assert "group_membership: group_filter" in suggested
+    assert "pagination: defensive" in suggested
+    assert only_gets(scim_env)

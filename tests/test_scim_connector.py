@@ -200,7 +200,10 @@ async def test_member_filter_answer_stands_without_member_lists(
     """A group the member filter returns holds the account, even when the app shows no
     member list (many leave them out): its groups must not look empty."""
     uid = scim_env.id_of(4)
-    groups = scim_env.server._oracle.get("/Groups", params={"attributes": "displayName"}).json()
+    groups = scim_env.server._oracle.get(
+        "/Groups", params={"filter": f'members.value eq "{uid}"', "excludedAttributes": "members"}
+    ).json()
+    assert groups["Resources"] and all("members" not in g for g in groups["Resources"])
     scim_env.quirks.fail_next(
         1,
         200,
@@ -211,6 +214,30 @@ async def test_member_filter_answer_stands_without_member_lists(
     found = (await make_connector().groups_of(uid)).member
     assert sorted(g.name for g in found) == ["All staff", "Legal", "Sales"]
     assert scim_env.quirks.count("GET", "/Groups") == 1
+
+
+async def test_a_server_ignoring_the_member_filter_changes_nobody_else(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    """Every group comes back for the member query: removals are targeted at the leaver, so
+    the groups he was not in keep every member, and the read-back asks again."""
+    uid = scim_env.id_of(4)
+    everyone = scim_env.server._oracle.get("/Groups", params={"attributes": "displayName"})
+    before = {
+        g["displayName"]: g.get("members", []) for g in scim_env.server._search("/Groups", None)
+    }
+    scim_env.quirks.fail_next(
+        1, 200, path_contains="attributes=", body=everyone.content, content_type=SCIM_JSON
+    )
+    connector = make_connector()
+    removal = await connector.remove_groups(uid)
+    assert (await connector.read_back(uid, removal.removed)).groups == []
+    after = {
+        g["displayName"]: g.get("members", []) for g in scim_env.server._search("/Groups", None)
+    }
+    for name, members in before.items():
+        assert [m for m in members if m["value"] != uid] == after[name], name
+    assert scim_env.server.groups_of(uid) == []
 
 
 async def test_rejected_member_filter_pages_all_groups(
