@@ -18,23 +18,11 @@ import pytest
 
 from tests.conftest import ScimApp, Stack, StackFactory, steps, terminated
 from tests.scim_quirk_profiles import PROFILES, Profile
+from tests.test_scim_stack import SCIM_ONLY
 
 pytestmark = pytest.mark.slow
 
 LEAVER = 4  # in "All staff", "Legal" and "Sales"
-
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {{base_url}}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-{extra}
-"""
 
 
 def snapshot(app: ScimApp) -> tuple[dict[str, bool], dict[str, set[str]]]:
@@ -75,10 +63,8 @@ async def test_what_offboard_says_is_what_the_app_shows(
     profile.setup(scim_app, LEAVER)
     users_before, groups_before = snapshot(scim_app)
     assert any(leaver_id in members for members in groups_before.values())
-    extra = "\n".join(f"      {k}: {v}" for k, v in profile.scim.items())
-    stack = await make_stack(
-        scim_app, catalog_text=CATALOG.format(extra=extra), step_retry_budget_seconds=5
-    )
+    extra = "".join(f"      {k}: {v}\n" for k, v in profile.scim.items())
+    stack = await make_stack(scim_app, catalog_text=SCIM_ONLY + extra, step_retry_budget_seconds=5)
     event = terminated(leaver, LEAVER)
     if profile.email_case == "mixed":
         event["employee"]["email"] = leaver.email.title()  # Dave.Davis@Example.Com
