@@ -87,6 +87,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Requests a deprovisioning step makes with a few groups (find in the plan, deactivate, find
+# groups, remove from each, read back the user and the groups): sizes admission per app.
+REQUESTS_PER_STEP = 8
+
+
 class ScimSettings(_Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://")]
     # Credentials, by reference only: the catalog names env vars, never secrets.
@@ -123,6 +128,8 @@ class ScimSettings(_Strict):
     # A pause up to this long is waited out inside the step; a longer one is handed to the
     # workflow, which retries the step after it (durably, costing no activity timeout).
     max_pause_in_step_seconds: Annotated[float, Field(ge=0)] = 20.0
+    # A step (find, deactivate, groups, read back) must finish within this many seconds.
+    step_timeout_seconds: Annotated[float, Field(gt=0)] = 120.0
     # How group memberships are found: auto tries member_filter, then group_filter, then
     # group_reads, learning what the app rejects (see `offboard apps check`).
     group_membership: Literal["auto", "member_filter", "group_filter", "group_reads"] = "auto"
@@ -148,6 +155,19 @@ class ScimSettings(_Strict):
             if missing:
                 raise ValueError(f"auth: oauth2 needs {', '.join(missing)}")
         return self
+
+    @property
+    def admission(self) -> int | None:
+        """Steps of this app a worker runs at once when it has a rate limit (else None).
+
+        As many as its rate serves within half a step's timeout, so a step never times out
+        waiting for its turn at the rate gate; the rest wait, durably and without a timeout,
+        in the app's own task queue (see worker.py).
+        """
+        if self.rate_limit_per_minute is None:
+            return None
+        per_second = self.rate_limit_per_minute / 60
+        return max(1, int(per_second * self.step_timeout_seconds * 0.5 / REQUESTS_PER_STEP))
 
     @property
     def credential_envs(self) -> list[str]:
@@ -180,6 +200,12 @@ class AppConfig(_Strict):
     # No account found for the leaver: skip the app (the default), or open an exception task
     # for apps where everyone has an account, so a person checks.
     on_no_account: Literal["skip", "exception"] = "skip"
+
+    def task_queue(self, base: str) -> str | None:
+        """This app's own activity task queue under ``base`` (rate-limited SCIM apps only)."""
+        if self.scim is None or self.scim.admission is None:
+            return None
+        return f"{base}.{self.id}"
 
     @model_validator(mode="after")
     def _connector_section(self) -> AppConfig:

@@ -1,7 +1,15 @@
-"""Build the worker: every workflow, every activity, with its dependencies injected."""
+"""Build the worker: every workflow, every activity, with its dependencies injected.
+
+Besides the main task queue, each SCIM app with a ``rate_limit_per_minute`` gets its own
+activity task queue (``<task queue>.<app id>``) for its planning and deprovisioning steps: a
+worker runs at most ``admission`` of them at once, and Temporal hands them out no faster than
+the app's rate can serve, across every worker process. A burst of terminations beyond what an
+app allows waits there, durably and without counting against any step's timeout.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -16,7 +24,7 @@ from activities.deprovision import DeprovisionActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
 from activities.records import RecordActivities
-from config import Catalog, Settings
+from config import REQUESTS_PER_STEP, Catalog, Settings
 from connectors.registry import ConnectorRegistry
 from db.session import session_factory
 from workflows.campaign import AccessReviewCampaignWorkflow
@@ -31,16 +39,44 @@ def secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+class Workers:
+    """The main worker and the per-app ones, started, run and stopped together."""
+
+    def __init__(self, main: Worker, per_app: list[Worker]) -> None:
+        self.main = main
+        self.all = [main, *per_app]
+
+    @property
+    def task_queue(self) -> str:
+        return self.main.task_queue
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.all))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.all))
+
+    async def __aenter__(self) -> Workers:
+        for w in self.all:
+            await w.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for w in reversed(self.all):
+            await w.__aexit__(*exc)  # type: ignore[arg-type]
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     catalog: Catalog,
     registry: ConnectorRegistry,
     task_queue: str | None = None,
-) -> Worker:
+) -> Workers:
+    queue = task_queue or settings.task_queue
     sessions = session_factory(settings.effective_database_url)
     budget = settings.step_retry_budget_seconds
-    plan = PlanActivities(catalog, registry, sessions)
+    plan = PlanActivities(catalog, registry, sessions, task_queue=queue)
     deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
     records = RecordActivities(sessions)
     notify = NotifyActivities(
@@ -54,11 +90,28 @@ def build_worker(
     )
     # The executor runs only the sync (DB) activities; SCIM calls are async and need no thread.
     # Temporal warns when it is smaller than max_concurrent_activities: that is the intent here.
+    per_app = []
+    for app in catalog.apps:
+        app_queue = app.task_queue(queue)
+        if app_queue is None or app.scim is None or app.scim.admission is None:
+            continue
+        per_second = (app.scim.rate_limit_per_minute or 0) / 60
+        per_app.append(
+            Worker(
+                client,
+                task_queue=app_queue,
+                activities=[plan.plan_app, deprovision.deprovision_scim],
+                max_concurrent_activities=app.scim.admission,
+                # A plan takes one request, a step most of REQUESTS_PER_STEP: half on average.
+                max_task_queue_activities_per_second=per_second / (REQUESTS_PER_STEP / 2),
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+        )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Worker max_concurrent_activities")
-        return Worker(
+        main = Worker(
             client,
-            task_queue=task_queue or settings.task_queue,
+            task_queue=queue,
             workflows=WORKFLOWS,
             activities=[
                 plan.catalog_apps,
@@ -94,3 +147,4 @@ def build_worker(
             max_cached_workflows=settings.workflow_cache_size,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
+    return Workers(main, per_app)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import AppActivities
 from activities.errors import to_application_error
-from config import AppConfig
+from config import AppConfig, Catalog
 from connectors.base import ConnectorError
+from connectors.registry import ConnectorRegistry
 from db.models import Person
 from workflows.types import AppPlan, ManualPlan, Plan, PlanInput
+
+# A plan keeps asking an app that is down or pausing us this many times (about five minutes
+# of the workflow's backoff), then the app's step becomes an exception task with a retry.
+PLAN_ATTEMPTS = 8
 
 _templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
@@ -29,6 +36,16 @@ class PlanActivities(AppActivities):
             person = session.get(Person, person_id)
             return person.name if person else ""
 
+    def __init__(
+        self,
+        catalog: Catalog,
+        registry: ConnectorRegistry,
+        session_factory: Callable[[], Session],
+        task_queue: str = "offboard",
+    ) -> None:
+        super().__init__(catalog, registry, session_factory)
+        self._task_queue = task_queue
+
     @activity.defn(name="catalog_apps")
     def catalog_apps(self, inp: PlanInput) -> list[AppPlan]:
         """The apps a run covers (``inp.apps``, or the whole catalog), as plans to fill in.
@@ -40,11 +57,7 @@ class PlanActivities(AppActivities):
             raise ApplicationError(
                 f"unknown app(s): {', '.join(unknown)}", type="config", non_retryable=True
             )
-        return [
-            AppPlan(app=a.id, name=a.name, connector=a.connector, action="skip", owners=a.owners)
-            for a in self._catalog.apps
-            if inp.apps is None or a.id in inp.apps
-        ]
+        return [self._base(a) for a in self._catalog.apps if inp.apps is None or a.id in inp.apps]
 
     @activity.defn(name="plan_offboarding")
     async def plan_offboarding(self, inp: PlanInput) -> Plan:
@@ -77,10 +90,20 @@ class PlanActivities(AppActivities):
         name = await asyncio.to_thread(self._person_name, inp.person_id)
         return await self._plan_app(app, inp, name)
 
-    async def _plan_app(self, app: AppConfig, inp: PlanInput, name: str) -> AppPlan:
-        base = AppPlan(
-            app=app.id, name=app.name, connector=app.connector, action="skip", owners=app.owners
+    def _base(self, app: AppConfig) -> AppPlan:
+        """The plan's catalog part: names, owners, the app's task queue and step timeout."""
+        return AppPlan(
+            app=app.id,
+            name=app.name,
+            connector=app.connector,
+            action="skip",
+            owners=app.owners,
+            task_queue=app.task_queue(self._task_queue),
+            step_timeout_seconds=app.scim.step_timeout_seconds if app.scim else 120.0,
         )
+
+    async def _plan_app(self, app: AppConfig, inp: PlanInput, name: str) -> AppPlan:
+        base = self._base(app)
         if self._catalog.is_protected(inp.email):
             return base.model_copy(update={"reason": "protected account"})
         if app.manual is not None:
@@ -102,9 +125,10 @@ class PlanActivities(AppActivities):
         try:
             lookup = await self._registry.scim(app.id).lookup(value)
         except ConnectorError as exc:
-            if exc.retryable:
+            if exc.retryable and activity.info().attempt < PLAN_ATTEMPTS:
                 raise to_application_error(app.id, exc) from exc
-            return base.model_copy(update={"action": "exception", "reason": exc.message})
+            reason = exc.message if not exc.retryable else f"could not look up: {exc.message}"
+            return base.model_copy(update={"action": "exception", "reason": reason})
         scim = {
             "deprovision": app.scim.deprovision,
             "delete_after_days": app.scim.delete_after_days,

@@ -28,7 +28,6 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from api.app import create_app
 from api.signature import sign
@@ -44,7 +43,7 @@ from devstack.temporal_server import TemporalDevServer
 from metrics import count_scim_response
 from temporal_client import connect_with_retry
 from tests.scim_quirks import Quirks
-from worker import build_worker
+from worker import Workers, build_worker
 
 SCIM_TOKEN = "scim-test-token-5f1d2c"
 WEBHOOK_SECRET = "whsec-test-8a7b6c"
@@ -158,7 +157,7 @@ class Stack:
     admin_token: str
     scim: ScimApp | None
     registry: ConnectorRegistry
-    worker: Worker | None = None
+    worker: Workers | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property

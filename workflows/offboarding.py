@@ -56,6 +56,10 @@ STEP_EVENTS_WITH_STATUS = "step-events-with-status"
 # holds up the others), SCIM steps' audit keys carry the run id (a later run for the same person
 # keeps its own evidence), and an open exception shows the run as waiting_human at once.
 VERIFIED_SOUNDNESS = "verified-soundness"
+# Since this patch a rate-limited app's plan and steps run on its own task queue (admission:
+# they wait there for their turn, durably, instead of inside a step's timeout), with the
+# catalog's step timeout.
+APP_ADMISSION = "app-admission"
 LIVE_STATUSES = ("running", "waiting_human")
 # How long planning keeps asking an app (429, outage) before that app's step becomes an
 # exception task; the other apps go ahead meanwhile.
@@ -99,6 +103,7 @@ class OffboardingWorkflow:
         self._completed_at: datetime | None = None
         self._events_with_status = False
         self._sound = False
+        self._admission = False
 
     # -- run -------------------------------------------------------------------------------
 
@@ -106,6 +111,7 @@ class OffboardingWorkflow:
     async def run(self, inp: OffboardingInput) -> RunState:
         self._events_with_status = workflow.patched(STEP_EVENTS_WITH_STATUS)
         self._sound = workflow.patched(VERIFIED_SOUNDNESS)
+        self._admission = workflow.patched(APP_ADMISSION)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -238,8 +244,10 @@ class OffboardingWorkflow:
             "deprovision_scim",
             inp,
             result_type=ScimStepResult,
-            start_to_close_timeout=timedelta(seconds=120),
             retry_policy=SCIM_RETRY,
+            **self._app_options(
+                p, timedelta(seconds=p.step_timeout_seconds if self._admission else 120)
+            ),
         )
         self._pending_events.extend(result.events)
         return result
@@ -346,17 +354,28 @@ class OffboardingWorkflow:
         )
         return plan
 
+    def _app_options(self, p: AppPlan, timeout: timedelta) -> dict[str, Any]:
+        """Task queue and timeout for an app's activity: its own queue when it has one."""
+        options: dict[str, Any] = {"start_to_close_timeout": timeout}
+        if self._admission and p.task_queue:
+            options["task_queue"] = p.task_queue
+        return options
+
     async def _plan_app(self, base: AppPlan) -> AppPlan:
         """One app's plan; an app that cannot be asked within PLAN_BUDGET becomes an exception
         (with a retry) instead of holding up the other apps."""
+        options = self._app_options(base, timedelta(seconds=60))
+        if "task_queue" not in options:
+            # On an app's own queue, waiting for admission is not the app failing: there the
+            # activity itself gives up after PLAN_ATTEMPTS.
+            options["schedule_to_close_timeout"] = PLAN_BUDGET
         try:
             plan: AppPlan = await workflow.execute_activity(
                 "plan_app",
                 PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=[base.app]),
                 result_type=AppPlan,
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=PLAN_BUDGET,
                 retry_policy=SCIM_RETRY,
+                **options,
             )
         except ActivityError as exc:
             reason = f"could not look up the account: {_cause(exc)}"

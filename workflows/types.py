@@ -80,6 +80,10 @@ class AppPlan(BaseModel):
     deprovision: Literal["deactivate", "delete", "deactivate_then_delete"] = "deactivate"
     delete_after_days: int | None = None
     manual: ManualPlan | None = None
+    # The app's own activity task queue (rate-limited SCIM apps: admission), and how long one
+    # step may take.
+    task_queue: str | None = None
+    step_timeout_seconds: float = 120.0
 
 
 class Plan(BaseModel):
