@@ -24,7 +24,7 @@ from activities.deprovision import DeprovisionActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
 from activities.records import RecordActivities
-from config import REQUESTS_PER_STEP, Catalog, Settings
+from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
 from db.session import session_factory
 from workflows.campaign import AccessReviewCampaignWorkflow
@@ -102,8 +102,10 @@ def build_worker(
                 task_queue=app_queue,
                 activities=[plan.plan_app, deprovision.deprovision_scim],
                 max_concurrent_activities=app.scim.admission,
-                # A plan takes one request, a step most of REQUESTS_PER_STEP: half on average.
-                max_task_queue_activities_per_second=per_second / (REQUESTS_PER_STEP / 2),
+                # Every activity makes at least one request, so this never starves the app; it
+                # bounds dispatch across all workers (the server counts), while each worker's
+                # admission slots and rate gate keep its own share in step.
+                max_task_queue_activities_per_second=per_second,
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
         )
