@@ -11,7 +11,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.campaign import CampaignActivities
+from activities.campaign_close import CampaignCloseActivities
+from activities.campaign_collect import CampaignCollectActivities
+from activities.campaign_notify import CampaignNotifyActivities
+from activities.campaign_revoke import CampaignRevokeActivities
 from activities.deprovision import DeprovisionActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
@@ -48,9 +51,11 @@ def build_worker(
         smtp_from=settings.smtp_from,
         chat_webhook_url=secret(settings.slack_webhook_url),
     )
-    campaign = CampaignActivities(
-        catalog, registry, sessions, settings.effective_public_url, mailer=notify.mailer
-    )
+    campaign_deps = (catalog, registry, sessions, settings.effective_public_url, notify.mailer)
+    collect = CampaignCollectActivities(*campaign_deps)
+    review = CampaignNotifyActivities(*campaign_deps)
+    close = CampaignCloseActivities(*campaign_deps)
+    revoke = CampaignRevokeActivities(*campaign_deps)
     # The executor runs only the sync (DB) activities; SCIM calls are async and need no thread.
     # Temporal warns when it is smaller than max_concurrent_activities: that is the intent here.
     with warnings.catch_warnings():
@@ -67,17 +72,17 @@ def build_worker(
                 records.record_task,
                 notify.notify_email,
                 notify.notify_chat,
-                campaign.begin,
-                campaign.collect_scim,
-                campaign.classify,
-                campaign.sync,
-                campaign.notify,
-                campaign.close_review,
-                campaign.next_revocations,
-                campaign.record_revocations,
-                campaign.revocation_tasks,
-                campaign.resolve_revocations,
-                campaign.finish,
+                collect.begin,
+                collect.collect_scim,
+                collect.classify,
+                collect.sync,
+                review.notify,
+                close.close_review,
+                revoke.next_revocations,
+                revoke.record_revocations,
+                revoke.revocation_tasks,
+                revoke.resolve_revocations,
+                revoke.finish,
             ],
             activity_executor=ThreadPoolExecutor(max_workers=settings.db_threads),
             # Keep the sandbox's guards on non-deterministic calls, but share already-imported

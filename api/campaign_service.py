@@ -36,8 +36,9 @@ from config import Catalog, Settings
 from db import audit
 from db.models import Campaign, CampaignItem
 from db.session import get_engine
+from domain.audit import AuditEventIn, Subject
 from workflows.campaign import AccessReviewCampaignWorkflow
-from workflows.types import AuditEventIn, CampaignInput, CampaignTemplate
+from workflows.campaign_messages import CampaignInput, CampaignTemplate
 
 OPEN = ("collecting", "reviewing")
 CLASSIFICATIONS = ("terminated_but_active", "orphan", "service_account", "active_employee")
@@ -327,7 +328,7 @@ def apply_decisions(
     open_review = exists().where(col(Campaign.id) == campaign.id, col(Campaign.status).in_(OPEN))
     events = [
         AuditEventIn(
-            person_id=item.trail_id,
+            subject=Subject.person(item.trail_id),
             workflow_id=campaign.workflow_id,
             step_id=f"{campaign.id}:item-{item.id}:decision-{uuid.uuid4().hex[:12]}",
             kind="review.decided",

@@ -93,7 +93,7 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
     row = lookup(session, token)
     if row is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
-    return Principal(name=row.name, role=row.role, email=row.email)  # type: ignore[arg-type]
+    return Principal(name=row.name, role=row.role, email=row.email)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -246,7 +246,7 @@ async def run_round(address: str, apps: int, count: int, workdir: Path, prerende
     from devstack.ports import free_port
     from temporal_client import connect
     from workflows.campaign import AccessReviewCampaignWorkflow
-    from workflows.types import CampaignTemplate, CloseRequest
+    from workflows.campaign_messages import CampaignTemplate, CloseRequest
 
     ports = [free_port() for _ in range(apps)]
     print(f"[{count}/app] seeding {apps} SCIM apps in their own processes ...", flush=True)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from workflows.types import CampaignTemplate
+from workflows.campaign_messages import CampaignTemplate
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -158,7 +158,7 @@ def close(
     from temporalio.client import WorkflowUpdateFailedError
 
     from workflows.campaign import AccessReviewCampaignWorkflow
-    from workflows.types import CloseRequest
+    from workflows.campaign_messages import CloseRequest
 
     settings, _ = _env()
 

@@ -19,6 +19,7 @@ from config import Catalog, CatalogError, Settings, get_settings, load_catalog
 from db import audit
 from db.migrate import upgrade
 from db.session import open_session
+from domain.audit import Subject
 from logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Durable offboarding.")
@@ -190,17 +191,17 @@ def audit_show(
 def audit_verify(person: Annotated[str | None, typer.Argument()] = None) -> None:
     """Recompute hash chains; exit 1 naming the first bad event."""
     with _session(_settings()) as session:
-        people = [person] if person else audit.people_with_events(session)
+        subjects = [Subject.person(person)] if person else audit.subjects_with_events(session)
         bad = 0
-        for person_id in people:
-            events = audit.person_events(session, person_id)
+        for subject in subjects:
+            events = audit.trail(session, subject)
             check = audit.verify(events)
             if check.valid:
-                typer.echo(f"ok    {person_id}: {len(events)} events, chain intact")
+                typer.echo(f"ok    {subject}: {len(events)} events, chain intact")
             else:
                 bad += 1
-                typer.echo(f"BAD   {person_id}: event seq {check.first_bad_seq}: {check.reason}")
-    if bad or (person and not people):
+                typer.echo(f"BAD   {subject}: event seq {check.first_bad_seq}: {check.reason}")
+    if bad or (person and not subjects):
         raise typer.Exit(1)
 
 

@@ -254,7 +254,13 @@ class Stack:
         return tasks
 
     async def audit(self, person_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"/api/v1/people/{person_id}/audit")
+        return await self._trail(f"/api/v1/people/{person_id}/audit")
+
+    async def campaign_audit(self, campaign_id: str) -> dict[str, Any]:
+        return await self._trail(f"/api/v1/campaigns/{campaign_id}/audit")
+
+    async def _trail(self, path: str) -> dict[str, Any]:
+        response = await self.http.get(path)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body

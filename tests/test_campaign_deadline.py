@@ -24,7 +24,7 @@ from devstack.scim_server import ScimServer, SeedUser
 from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory
 from tests.test_campaign_review import poll
 from worker import build_worker
-from workflows.types import CampaignOutcome, CampaignTemplate
+from workflows.campaign_messages import CampaignOutcome, CampaignTemplate
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def _at(event: dict[str, Any]) -> datetime:
 
 async def assert_timeline(stack: Stack, campaign_id: str) -> None:
     """Reminders at 50% and one day before, escalation on the last day, close at the due time."""
-    trail = await stack.audit(campaign_id)
+    trail = await stack.campaign_audit(campaign_id)
     assert trail["chain_valid"] is True
     events = {e["kind"]: e for e in trail["events"]}
     reminders = [e for e in trail["events"] if e["kind"] == "notify.review_reminder"]

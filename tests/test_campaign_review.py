@@ -500,10 +500,15 @@ async def test_campaign_collects_classifies_reviews_revokes_and_proves(
     assert "scim.deactivated" in [e["kind"] for e in ghost["events"]]
     stranger = await stack.audit("stranger@example.com")
     assert [e["kind"] for e in stranger["events"]][-1] == "review.revocation_done"
-    own = await stack.audit(campaign_id)
+    own = await stack.campaign_audit(campaign_id)
+    assert own["campaign"] == campaign_id and own["chain_valid"] is True
     own_kinds = [e["kind"] for e in own["events"]]
     assert own_kinds[0] == "campaign.started" and own_kinds[-1] == "campaign.completed"
     assert "notify.review_assigned" in own_kinds and "review.closed" in own_kinds
+    # The upload task's events are the campaign's too; no person trail bears its id.
+    assert "task.completed" in own_kinds
+    not_a_person = await stack.http.get(f"/api/v1/people/{campaign_id}/audit")
+    assert not_a_person.status_code == 404
 
     for client in (owner, alice, carol, legal, frank, helpdesk):
         await client.aclose()

@@ -15,7 +15,7 @@ from tests.conftest import SCIM_TOKEN, StackFactory
 from tests.scim_quirks import Quirks
 from tests.test_campaign_review import client_for, poll
 from workflows.campaign import AccessReviewCampaignWorkflow
-from workflows.types import CampaignInput, CampaignTemplate
+from workflows.campaign_messages import CampaignInput, CampaignTemplate
 
 pytestmark = pytest.mark.slow
 

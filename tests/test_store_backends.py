@@ -135,7 +135,7 @@ def test_audit_trail_round_trips_and_an_auditor_can_recompute_the_chain(migrated
     with sessions(migrated)() as session:
         session.exec(
             update(AuditEvent)
-            .where(col(AuditEvent.person_id) == "E1001", col(AuditEvent.seq) == 2)
+            .where(col(AuditEvent.subject_id) == "E1001", col(AuditEvent.seq) == 2)
             .values(detail={"account": "someone-else@example.com"})
         )
         session.commit()

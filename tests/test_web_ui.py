@@ -280,7 +280,7 @@ async def test_audit_page_shows_the_chain_check(tmp_path: Path) -> None:
         assert "app ironclad · action deprovision" in page.text
         with Session(engine) as session:
             row = session.exec(
-                select(AuditEvent).where(AuditEvent.person_id == "E7", AuditEvent.seq == 2)
+                select(AuditEvent).where(AuditEvent.subject_id == "E7", AuditEvent.seq == 2)
             ).one()
             row.detail = {"n": 99}
             session.add(row)

@@ -27,11 +27,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.human_task import HumanTaskWorkflow
-    from workflows.offboarding import SCIM_RETRY
-    from workflows.types import (
-        AppCollection,
-        AuditEventIn,
+    from domain.audit import AuditEventIn, Subject
+    from domain.status import AppCollection, CampaignStatus
+    from workflows.campaign_messages import (
         CampaignAppPlan,
         CampaignAppState,
         CampaignBeginInput,
@@ -42,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         CampaignOutcome,
         CampaignPlan,
         CampaignResume,
-        CampaignStatus,
         CampaignSyncInput,
         CampaignTemplate,
         CloseRequest,
@@ -50,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         CloseReviewResult,
         CollectInput,
         CollectResult,
-        HumanTaskInput,
         ResolveRevocationsInput,
         RevocationBatch,
         RevocationBatchInput,
@@ -60,10 +56,10 @@ with workflow.unsafe.imports_passed_through():
         RevocationTaskPlan,
         RevocationTaskPlans,
         RevocationTasksInput,
-        ScimStepInput,
-        ScimStepResult,
-        TaskCompletion,
     )
+    from workflows.human_task import HumanTaskWorkflow
+    from workflows.offboarding import SCIM_RETRY
+    from workflows.types import HumanTaskInput, ScimStepInput, ScimStepResult, TaskCompletion
 
 _QUICK = timedelta(seconds=60)
 _DB = timedelta(minutes=10)
@@ -220,7 +216,7 @@ class AccessReviewCampaignWorkflow:
         state = self._apps[p.app]
         kind = "campaign.app_failed" if state.status == "failed" else "campaign.app_collected"
         event = AuditEventIn(
-            person_id=self._id,
+            subject=Subject.campaign(self._id),
             workflow_id=workflow.info().workflow_id,
             step_id=f"collect-{p.app}",
             kind=kind,
@@ -249,6 +245,7 @@ class AccessReviewCampaignWorkflow:
                     parent_workflow_id=workflow.info().workflow_id,
                     person_id=self._id,
                     person_email="",
+                    subject_kind="campaign",
                     assignees=p.uploaders,
                     escalate_to=p.escalate_to,
                     sla_hours=max(window_hours / 2, 0.001),
@@ -317,7 +314,7 @@ class AccessReviewCampaignWorkflow:
             )
         except ActivityError as exc:
             failed = AuditEventIn(
-                person_id=self._id,
+                subject=Subject.campaign(self._id),
                 workflow_id=workflow.info().workflow_id,
                 step_id=f"notify-{step}",
                 kind=f"notify.{kind}.failed",
@@ -476,6 +473,7 @@ class AccessReviewCampaignWorkflow:
                 parent_workflow_id=workflow.info().workflow_id,
                 person_id=self._id,
                 person_email="",
+                subject_kind="campaign",
                 assignees=plan.assignees,
                 escalate_to=plan.escalate_to,
                 sla_hours=plan.sla_hours,

@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from domain.audit import Subject
     from workflows.types import (
         AuditEventIn,
         HumanTaskInput,
@@ -112,7 +113,7 @@ class HumanTaskWorkflow:
     def _event(self, kind: str, detail: dict[str, Any], actor: str = "offboard") -> AuditEventIn:
         self._seq += 1
         return AuditEventIn(
-            person_id=self._task.person_id,
+            subject=Subject(kind=self._task.subject_kind, id=self._task.person_id),
             workflow_id=workflow.info().workflow_id,
             step_id=f"{self._seq}",
             kind=kind,

@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.audit import Subject
     from workflows.human_task import HumanTaskWorkflow
     from workflows.types import (
         TERMINAL_STEPS,
@@ -351,7 +352,7 @@ class OffboardingWorkflow:
     ) -> None:
         self._pending_events.append(
             AuditEventIn(
-                person_id=self._inp.person_id,
+                subject=Subject.person(self._inp.person_id),
                 workflow_id=workflow.info().workflow_id,
                 step_id=f"{workflow.info().run_id}:{step_id}",
                 kind=kind,

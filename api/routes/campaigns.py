@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowUpdateFailedError
@@ -30,11 +30,15 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import ApiError
+from api.routes.people import trail_response
 from api.routes.tasks import can_see, complete
 from db.models import Campaign, CampaignItem, HumanTask
 from db.session import get_engine
+from domain.audit import Subject
+from domain.status import ReviewerMode
+from domain.status import Verdict as NoDecision
 from workflows.campaign import AccessReviewCampaignWorkflow
-from workflows.types import CampaignTemplate, CloseRequest, NoDecision, ReviewerMode
+from workflows.campaign_messages import CampaignTemplate, CloseRequest
 
 router = APIRouter(tags=["campaigns"])
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -309,3 +313,14 @@ def campaign_report(
             },
         )
     return svc.report_json(session, campaign)
+
+
+@router.get("/campaigns/{campaign_id}/audit", response_model=None)
+def campaign_audit(
+    campaign_id: str,
+    _: AdminDep,
+    session: SessionDep,
+    format: Literal["json", "csv"] = Query(default="json"),
+) -> dict[str, Any] | Response:
+    """The campaign's own trail (started, collected, notified, closed, finished)."""
+    return trail_response(session, Subject.campaign(campaign_id), format)

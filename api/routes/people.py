@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from api.deps import AdminDep, SessionDep
 from api.errors import ApiError
 from db import audit
+from domain.audit import Subject
 
 router = APIRouter(tags=["people"])
 
@@ -26,6 +27,22 @@ def audit_csv(events: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def trail_response(
+    session: SessionDep, subject: Subject, format: Literal["json", "csv"]
+) -> dict[str, Any] | Response:
+    """A subject's trail as JSON (with the chain check) or CSV; 404 when it has none."""
+    events = audit.trail(session, subject)
+    if not events:
+        raise ApiError(404, "not_found", f"no audit events for {subject.kind} {subject.id!r}")
+    if format == "csv":
+        return Response(
+            audit_csv(events),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="audit-{subject.id}.csv"'},
+        )
+    return {subject.kind: subject.id, "events": events, "chain_valid": audit.verify(events).valid}
+
+
 @router.get("/people/{person_id}/audit", response_model=None)
 def person_audit(
     person_id: str,
@@ -33,13 +50,4 @@ def person_audit(
     session: SessionDep,
     format: Literal["json", "csv"] = Query(default="json"),
 ) -> dict[str, Any] | Response:
-    events = audit.person_events(session, person_id)
-    if not events:
-        raise ApiError(404, "not_found", f"no audit events for person {person_id!r}")
-    if format == "csv":
-        return Response(
-            audit_csv(events),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="audit-{person_id}.csv"'},
-        )
-    return {"person": person_id, "events": events, "chain_valid": audit.verify(events).valid}
+    return trail_response(session, Subject.person(person_id), format)

@@ -138,7 +138,7 @@ def web_principal(request: Request, session: SessionDep) -> Principal:
     row = lookup(session, token) if token else None
     if row is None:
         raise NeedLogin()
-    principal = Principal(name=row.name, role=row.role, email=row.email)  # type: ignore[arg-type]
+    principal = Principal(name=row.name, role=row.role, email=row.email)
     request.state.principal = principal
     request.state.session_token = token
     return principal
