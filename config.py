@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     workflow_cache_size: int = 200
     # Threads for DB-writing activities; SQLite has one writer, so more only adds contention.
     db_threads: int = 16
+    # `offboard worker` serves its own Prometheus /metrics here (0 = off); the Temporal SDK's
+    # runtime metrics (task latencies, slots, polls) on the second port.
+    worker_metrics_port: int = 9464
+    worker_sdk_metrics_port: int = 9465
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -22,6 +25,8 @@ from activities.records import RecordActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
 from db.session import session_factory
+from metrics import count_scim_response, serve_metrics
+from temporal_client import connect
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
 from workflows.offboarding import OffboardingWorkflow
@@ -96,3 +101,32 @@ def build_worker(
             max_cached_workflows=settings.workflow_cache_size,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
+
+
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's own metrics (None: the default, without)."""
+    if not settings.worker_sdk_metrics_port:
+        return None
+    address = f"0.0.0.0:{settings.worker_sdk_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def serve_worker(settings: Settings, catalog: Catalog) -> None:
+    """``offboard worker``: run until SIGTERM/SIGINT, then drain in-flight activities.
+
+    Serves this process's ``offboard_*`` metrics on ``OFFBOARD_WORKER_METRICS_PORT`` and the
+    SDK's on ``OFFBOARD_WORKER_SDK_METRICS_PORT`` (0 turns either off).
+    """
+    if settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_port)
+    client = await connect(settings, runtime=sdk_runtime(settings))
+    registry = ConnectorRegistry(catalog, observe=count_scim_response)
+    built = build_worker(client, settings, catalog, registry)
+    # As PID 1 in a container SIGTERM has no default action: drain in-flight activities.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(built.shutdown()))
+    try:
+        await built.run()
+    finally:
+        await registry.aclose()

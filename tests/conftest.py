@@ -32,7 +32,6 @@ from temporalio.worker import Worker
 
 from api.app import create_app
 from api.signature import sign
-from api.tokens import create_token
 from config import Catalog, Settings, parse_catalog
 from connectors.registry import ConnectorRegistry
 from db.migrate import upgrade
@@ -42,6 +41,7 @@ from devstack.ports import free_port
 from devstack.scim_server import ScimServer, SeedUser
 from devstack.temporal_server import TemporalDevServer
 from metrics import count_scim_response
+from services.tokens import create_token
 from temporal_client import connect_with_retry
 from tests.scim_quirks import Quirks
 from worker import build_worker

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from activities.campaign_base import classifier_for
-from api.campaign_service import CsvProblem, parse_accounts_csv
 from config import parse_catalog
 from domain.review import PersonRow
+from services.csv_import import CsvProblem, parse_accounts_csv
 
 CATALOG = parse_catalog(
     """

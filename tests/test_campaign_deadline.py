@@ -17,10 +17,10 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from api.campaign_service import start_campaign
-from api.deps import Db
+from db.session import Db
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
+from services.campaigns import start_campaign
 from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory
 from tests.test_campaign_review import poll
 from worker import build_worker

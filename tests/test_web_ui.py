@@ -15,13 +15,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from sqlmodel import Session, select
 
 from api.app import create_app
-from api.tokens import create_token
-from api.web.routes import csrf_token
+from api.web.render import csrf_token
 from config import Settings, parse_catalog
 from db import audit
 from db.migrate import upgrade
 from db.models import AuditEvent
 from db.session import get_engine
+from services.tokens import create_token
 from tests.conftest import CATALOG, Stack, steps, terminated
 from workflows.types import AuditEventIn
 
