@@ -1,0 +1,34 @@
+"""What the workflows share about a step: the SCIM retry policy, how a failure and a
+verification read in a step's detail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+from workflows.types import ScimStepResult
+
+# Transient app failures (429, 5xx, timeouts, not yet verified) back off; permanent ones are
+# raised non-retryable by the activity and stop at once.
+SCIM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
+)
+
+
+def failure_message(exc: BaseException) -> str:
+    """The message a person reads: the activity's or child's own error, not Temporal's wrapper."""
+    inner = exc.__cause__ if isinstance(exc, ActivityError | ChildWorkflowError) else exc
+    if isinstance(inner, ApplicationError):
+        return inner.message
+    return str(inner or exc)
+
+
+def verified_detail(result: ScimStepResult) -> str:
+    """e.g. ``deactivated, read back inactive; removed from Legal, Sales``."""
+    groups = f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
+    return f"{result.outcome}, read back {result.state}{groups}"
