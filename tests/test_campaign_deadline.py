@@ -21,27 +21,14 @@ from db.session import Db
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
 from services.campaigns import start_campaign
-from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory
+from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory, catalog_yaml, scim_app_yaml
 from tests.test_campaign_review import poll
 from worker import build_worker
 from workflows.campaign_messages import CampaignOutcome, CampaignTemplate
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-      gone_after_deactivate_ok: true
-protected_accounts: [breakglass@example.com]
-service_accounts: ["svc-*"]
-"""
+CATALOG = catalog_yaml(scim_app_yaml(gone_after_deactivate_ok=True), service_accounts='"svc-*"')
 
 PEOPLE = """id,email,name,manager_email,department,status,terminated_at
 E1000,alice.adams@example.com,Alice Adams,,Legal,active,

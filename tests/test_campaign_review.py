@@ -24,40 +24,29 @@ import pytest
 
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
-from tests.conftest import SCIM_TOKEN, PostgresServer, Stack, StackFactory
+from tests.conftest import (
+    SCIM_TOKEN,
+    PostgresServer,
+    Stack,
+    StackFactory,
+    catalog_yaml,
+    manual_app_yaml,
+    scim_app_yaml,
+)
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-      gone_after_deactivate_ok: true
-  - id: docusign
-    name: DocuSign
-    owners: [frank.fisher@example.com, grace.green@example.com]
-    connector: scim
-    scim:
-      base_url: DOCUSIGN_URL
-      token_env: TEST_SCIM_TOKEN
-      match: email
-  - id: imanage
-    name: iManage Work
-    owners: [it-lead@example.com]
-    connector: manual
-    manual:
-      assignees: [it-helpdesk@example.com]
-      escalate_to: [it-lead@example.com]
-      sla_hours: 24
-protected_accounts: [breakglass@example.com]
-service_accounts: ["svc-*", "*-bot@*"]
-"""
+CATALOG = catalog_yaml(
+    scim_app_yaml(gone_after_deactivate_ok=True),
+    scim_app_yaml(
+        "docusign",
+        "DocuSign",
+        "frank.fisher@example.com, grace.green@example.com",
+        base_url="DOCUSIGN_URL",
+    ),
+    manual_app_yaml(),
+    service_accounts='"svc-*", "*-bot@*"',
+)
 
 PEOPLE = """id,email,name,manager_email,department,status,terminated_at
 E1000,alice.adams@example.com,Alice Adams,,Legal,active,

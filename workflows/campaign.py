@@ -50,9 +50,7 @@ with workflow.unsafe.imports_passed_through():
         CollectResult,
     )
     from workflows.campaign_revoke import CampaignRevocations
-    from workflows.human_task import HumanTaskWorkflow
     from workflows.steps import failure_message
-    from workflows.types import HumanTaskInput
 
 _QUICK = timedelta(seconds=60)
 _DB = timedelta(minutes=10)
@@ -217,23 +215,14 @@ class AccessReviewCampaignWorkflow(CampaignRevocations):
         await self._sync()
         window_hours = (self._due - self._started).total_seconds() / 3600
         try:
-            completion = await workflow.execute_child_workflow(
-                HumanTaskWorkflow.run,
-                HumanTaskInput(
-                    task_id=task_id,
-                    kind="csv_upload",
-                    app=p.app,
-                    run_id=self._id,
-                    parent_workflow_id=workflow.info().workflow_id,
-                    person_id=self._id,
-                    person_email="",
-                    subject_kind="campaign",
-                    assignees=p.uploaders,
-                    escalate_to=p.escalate_to,
-                    sla_hours=max(window_hours / 2, 0.001),
-                    instructions=upload_instructions(self._id, self._template.name, p, self._due),
-                ),
-                id=f"task-{task_id}",
+            completion = await self._campaign_task(
+                task_id,
+                "csv_upload",
+                p.app,
+                p.uploaders,
+                p.escalate_to,
+                max(window_hours / 2, 0.001),
+                upload_instructions(self._id, self._template.name, p, self._due),
             )
         except asyncio.CancelledError:
             self._set_app(p.app, "failed", detail="no CSV export was uploaded before the close")

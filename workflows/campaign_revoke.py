@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.campaign_revoke import CampaignRevokeActivities
-    from domain.status import CampaignStatus
+    from domain.status import CampaignStatus, TaskKind
     from workflows.campaign_messages import (
         CampaignFinishInput,
         CampaignInput,
@@ -154,26 +154,48 @@ class CampaignRevocations:
         for exception in (await self._task_plans("exception", plan.app)).tasks:
             await self._revocation_task(exception)
 
-    async def _revocation_task(self, plan: RevocationTaskPlan) -> None:
-        suffix = "revoke" if plan.kind == "manual_step" else "exception"
-        task_id = f"{self._id}-{plan.app}-{suffix}"
+    async def _campaign_task(
+        self,
+        task_id: str,
+        kind: TaskKind,
+        app: str,
+        assignees: list[str],
+        escalate_to: list[str],
+        sla_hours: float,
+        instructions: str,
+    ) -> TaskCompletion | None:
+        """A HumanTaskWorkflow child for the campaign (its events on the campaign's trail)."""
         completion: TaskCompletion | None = await workflow.execute_child_workflow(
             HumanTaskWorkflow.run,
             HumanTaskInput(
                 task_id=task_id,
-                kind=plan.kind,
-                app=plan.app,
+                kind=kind,
+                app=app,
                 run_id=self._id,
                 parent_workflow_id=workflow.info().workflow_id,
                 person_id=self._id,
                 person_email="",
                 subject_kind="campaign",
-                assignees=plan.assignees,
-                escalate_to=plan.escalate_to,
-                sla_hours=plan.sla_hours,
-                instructions=plan.instructions,
+                assignees=assignees,
+                escalate_to=escalate_to,
+                sla_hours=sla_hours,
+                instructions=instructions,
             ),
             id=f"task-{task_id}",
+        )
+        return completion
+
+    async def _revocation_task(self, plan: RevocationTaskPlan) -> None:
+        suffix = "revoke" if plan.kind == "manual_step" else "exception"
+        task_id = f"{self._id}-{plan.app}-{suffix}"
+        completion = await self._campaign_task(
+            task_id,
+            plan.kind,
+            plan.app,
+            plan.assignees,
+            plan.escalate_to,
+            plan.sla_hours,
+            plan.instructions,
         )
         if completion is None:
             return
