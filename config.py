@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # How long a SCIM step keeps retrying transient failures (5xx, 429, timeouts, an app that
     # is down) before it becomes an exception task for a person. Seconds; default one day.
     step_retry_budget_seconds: Annotated[float, Field(gt=0)] = 86400.0
+    # `offboard worker` serves its own Prometheus /metrics here (0 = off); the Temporal SDK's
+    # runtime metrics (task latencies, slots, polls) on the second port.
+    worker_metrics_port: int = 9464
+    worker_sdk_metrics_port: int = 9465
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
@@ -214,6 +218,15 @@ class AppConfig(_Strict):
             raise ValueError(f"connector {self.connector!r} needs a '{self.connector}:' section")
         return self
 
+    @property
+    def reviewers(self) -> list[str]:
+        """Who answers for the app (lower-cased, in order): its owners; a manual app without
+        owners falls back to its assignees. Reviewers of last resort, escalation targets."""
+        owners = [o.lower() for o in self.owners]
+        if not owners and self.manual is not None:
+            owners = [a.lower() for a in self.manual.assignees]
+        return owners
+
 
 class Catalog(_Strict):
     apps: list[AppConfig] = Field(default_factory=list)
@@ -235,6 +248,13 @@ class Catalog(_Strict):
             if app.id == app_id:
                 return app
         raise KeyError(app_id)
+
+    def owned_by(self, email: str | None) -> frozenset[str]:
+        """The ids of the apps whose ``owners`` include ``email`` (case-insensitively)."""
+        wanted = (email or "").lower()
+        if not wanted:
+            return frozenset()
+        return frozenset(a.id for a in self.apps if wanted in {o.lower() for o in a.owners})
 
     def unknown_apps(self, app_ids: Iterable[str] | None) -> list[str]:
         """The ids not in the catalog, sorted (for one error naming them all)."""

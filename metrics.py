@@ -1,7 +1,8 @@
 """Prometheus metrics (names prefixed ``offboard_``), one registry per process.
 
-Counters and histograms are updated where things happen; gauges that describe stored state
-(open tasks by app and age, runs by status) are read from the DB at scrape time.
+Counters and histograms are updated where things happen, once a write has committed (never
+inside a transaction that may be retried); gauges that describe stored state (open tasks by
+app and age, runs by status) are read from the DB at scrape time, by the API.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
@@ -87,6 +94,12 @@ def render(database_url: str) -> bytes:
     scrape = CollectorRegistry()
     scrape.register(StoredStateCollector(database_url))
     return generate_latest(REGISTRY) + generate_latest(scrape)
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (scraped in-cluster)
+    """Serve this process's counters at ``http://host:port/metrics`` from a daemon thread (the
+    worker has no HTTP API of its own; its stored-state gauges come from the API)."""
+    start_http_server(port, addr=host, registry=REGISTRY)
 
 
 def count_scim_response(app: str, status: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from config import Settings
@@ -25,7 +26,10 @@ def _tls(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings, address: str | None = None) -> Client:
+async def connect(
+    settings: Settings, address: str | None = None, runtime: Runtime | None = None
+) -> Client:
+    """A client with the pydantic data converter (``runtime``: the SDK's, e.g. with metrics)."""
     target = address or settings.temporal_address
     if not target:
         raise RuntimeError("OFFBOARD_TEMPORAL_ADDRESS is not set (offboard dev sets it for you)")
@@ -35,6 +39,7 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         data_converter=pydantic_data_converter,
         tls=_tls(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        runtime=runtime,
     )
 
 

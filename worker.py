@@ -10,16 +10,21 @@ app allows waits there, durably and without counting against any step's timeout.
 from __future__ import annotations
 
 import asyncio
+import signal
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.campaign import CampaignActivities
+from activities.campaign_close import CampaignCloseActivities
+from activities.campaign_collect import CampaignCollectActivities
+from activities.campaign_notify import CampaignNotifyActivities
+from activities.campaign_revoke import CampaignRevokeActivities
 from activities.deprovision import DeprovisionActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
@@ -27,6 +32,8 @@ from activities.records import RecordActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
 from db.session import session_factory
+from metrics import count_scim_response, serve_metrics
+from temporal_client import connect
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
 from workflows.offboarding import OffboardingWorkflow
@@ -85,9 +92,11 @@ def build_worker(
         smtp_from=settings.smtp_from,
         chat_webhook_url=secret(settings.slack_webhook_url),
     )
-    campaign = CampaignActivities(
-        catalog, registry, sessions, settings.effective_public_url, mailer=notify.mailer
-    )
+    campaign_deps = (catalog, registry, sessions, settings.effective_public_url, notify.mailer)
+    collect = CampaignCollectActivities(*campaign_deps)
+    review = CampaignNotifyActivities(*campaign_deps)
+    close = CampaignCloseActivities(*campaign_deps)
+    revoke = CampaignRevokeActivities(*campaign_deps)
     # The executor runs only the sync (DB) activities; SCIM calls are async and need no thread.
     # Temporal warns when it is smaller than max_concurrent_activities: that is the intent here.
     per_app = []
@@ -125,17 +134,17 @@ def build_worker(
                 records.record_task,
                 notify.notify_email,
                 notify.notify_chat,
-                campaign.begin,
-                campaign.collect_scim,
-                campaign.classify,
-                campaign.sync,
-                campaign.notify,
-                campaign.close_review,
-                campaign.next_revocations,
-                campaign.record_revocations,
-                campaign.revocation_tasks,
-                campaign.resolve_revocations,
-                campaign.finish,
+                collect.begin,
+                collect.collect_scim,
+                collect.classify,
+                collect.sync,
+                review.notify,
+                close.close_review,
+                revoke.next_revocations,
+                revoke.record_revocations,
+                revoke.revocation_tasks,
+                revoke.resolve_revocations,
+                revoke.finish,
             ],
             activity_executor=ThreadPoolExecutor(max_workers=settings.db_threads),
             # Keep the sandbox's guards on non-deterministic calls, but share already-imported
@@ -150,3 +159,32 @@ def build_worker(
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
     return Workers(main, per_app)
+
+
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's own metrics (None: the default, without)."""
+    if not settings.worker_sdk_metrics_port:
+        return None
+    address = f"0.0.0.0:{settings.worker_sdk_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def serve_worker(settings: Settings, catalog: Catalog) -> None:
+    """``offboard worker``: run until SIGTERM/SIGINT, then drain in-flight activities.
+
+    Serves this process's ``offboard_*`` metrics on ``OFFBOARD_WORKER_METRICS_PORT`` and the
+    SDK's on ``OFFBOARD_WORKER_SDK_METRICS_PORT`` (0 turns either off).
+    """
+    if settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_port)
+    client = await connect(settings, runtime=sdk_runtime(settings))
+    registry = ConnectorRegistry(catalog, observe=count_scim_response)
+    built = build_worker(client, settings, catalog, registry)
+    # As PID 1 in a container SIGTERM has no default action: drain in-flight activities.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(built.shutdown()))
+    try:
+        await built.run()
+    finally:
+        await registry.aclose()

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from sqlmodel import Session, select
 from temporalio import activity
 
 from db import audit
-from db.models import HumanTask, OffboardingRun, Step
+from db.models import HumanTask, OffboardingRun, Step, utcnow
+from domain.audit import AuditEventIn
+from domain.status import ACTIVE_STEPS, TERMINAL_STEPS
 from metrics import RUNS_FINISHED, STEP_SECONDS
-from workflows.types import TERMINAL_STEPS, AuditEventIn, RecordInput, StepState, TaskRecord
-
-ACTIVE_STEPS = ("running", "waiting_human")
+from workflows.types import RecordInput, StepState, TaskRecord
 
 
-def observe_step(row: Step, state: StepState) -> None:
-    """A step leaving running/waiting for an outcome: its duration, by app and outcome."""
+def step_seconds(row: Step, state: StepState) -> float | None:
+    """How long a step that leaves running/waiting for an outcome took (None: it did not)."""
     ended = state.status in TERMINAL_STEPS or state.status == "failed"
     if row.status in ACTIVE_STEPS and ended and state.updated_at is not None:
-        seconds = (state.updated_at - row.updated_at).total_seconds()
-        STEP_SECONDS.labels(state.app, state.status).observe(max(seconds, 0.0))
+        return max((state.updated_at - row.updated_at).total_seconds(), 0.0)
+    return None
 
 
 class RecordActivities:
@@ -34,7 +33,13 @@ class RecordActivities:
 
     @activity.defn(name="record_run")
     def record_run(self, inp: RecordInput) -> int:
+        # What to count once the write has committed: the transaction may be retried.
+        durations: list[tuple[str, str, float]] = []
+        finished: list[str] = []
+
         def mirror(session: Session) -> None:
+            durations.clear()
+            finished.clear()
             # FOR UPDATE: a concurrent snapshot of this run waits here and then reads the
             # committed version, so an older one can't overwrite a newer one (PostgreSQL's READ
             # COMMITTED would otherwise let it); SQLite serialises writers and ignores the clause.
@@ -53,26 +58,33 @@ class RecordActivities:
                 return  # a newer snapshot already landed
             run.status = inp.run_status
             run.state_version = inp.version
-            run.updated_at = datetime.now(UTC)
+            run.updated_at = utcnow()
             run.completed_at = inp.completed_at
             session.add(run)
             existing = {
                 s.app: s for s in session.exec(select(Step).where(Step.run_id == inp.run_id))
             }
             if inp.completed_at is not None:
-                RUNS_FINISHED.labels(inp.run_status).inc()
+                finished.append(inp.run_status)
             for state in inp.steps:
                 row = existing.get(state.app) or Step(
                     run_id=inp.run_id, app=state.app, connector=state.connector
                 )
-                observe_step(row, state)
+                seconds = step_seconds(row, state)
+                if seconds is not None:
+                    durations.append((state.app, state.status, seconds))
                 row.status = state.status
                 row.account = state.account
                 row.detail = state.detail
-                row.updated_at = state.updated_at or datetime.now(UTC)
+                row.updated_at = state.updated_at or utcnow()
                 session.add(row)
 
-        return audit.append(self._sessions, inp.events, extra=mirror)
+        written = audit.append(self._sessions, inp.events, extra=mirror)
+        for status in finished:
+            RUNS_FINISHED.labels(status).inc()
+        for app, outcome, seconds in durations:
+            STEP_SECONDS.labels(app, outcome).observe(seconds)
+        return written
 
     @activity.defn(name="record_task")
     def record_task(self, inp: TaskRecord) -> int:
@@ -101,7 +113,7 @@ class RecordActivities:
                 row.outcome = inp.completion.outcome
                 row.note = inp.completion.note
                 row.completed_by = inp.completion.actor
-                row.completed_at = datetime.now(UTC)
+                row.completed_at = utcnow()
             session.add(row)
 
         return audit.append(self._sessions, [inp.event], extra=upsert)

@@ -10,15 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import errors, web
-from api.routes import (
-    campaigns,
-    health,
-    offboardings,
-    people,
-    people_import,
-    tasks,
-    webhooks,
-)
+from api.routes import campaigns, health, offboardings, people, tasks, webhooks
 from config import Catalog, Settings
 from temporal_client import connect
 
@@ -35,7 +27,7 @@ def create_app(settings: Settings, catalog: Catalog, client: Client | None = Non
     app.state.catalog = catalog
     app.state.temporal = client
     errors.install(app)
-    for module in (webhooks, offboardings, tasks, people, people_import, campaigns):
+    for module in (webhooks, offboardings, tasks, people, campaigns):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(health.router)
     app.include_router(web.router)

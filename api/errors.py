@@ -1,4 +1,8 @@
-"""Every error is JSON ``{"error": {"code", "message", "details"}}``."""
+"""Every error is JSON ``{"error": {"code", "message", "details"}}``.
+
+Domain errors from ``services`` map to their HTTP status here; ``ApiError`` is for what only
+HTTP has (401, 413, 503).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+
+STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
@@ -17,6 +25,14 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error (409 for a kind this table does not know)."""
+    for kind, status in STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 409
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -37,6 +53,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

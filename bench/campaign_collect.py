@@ -237,16 +237,15 @@ async def run_round(address: str, apps: int, count: int, workdir: Path, prerende
     from temporalio.api.history.v1 import History
     from temporalio.client import WorkflowUpdateFailedError
 
-    from api.campaign_service import start_campaign
-    from api.deps import Db
     from config import Settings, parse_catalog
     from db.migrate import upgrade
     from db.models import Campaign
-    from db.session import get_engine
+    from db.session import Db, get_engine
     from devstack.ports import free_port
+    from services.campaigns import start_campaign
     from temporal_client import connect
     from workflows.campaign import AccessReviewCampaignWorkflow
-    from workflows.types import CampaignTemplate, CloseRequest
+    from workflows.campaign_messages import CampaignTemplate, CloseRequest
 
     ports = [free_port() for _ in range(apps)]
     print(f"[{count}/app] seeding {apps} SCIM apps in their own processes ...", flush=True)

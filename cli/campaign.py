@@ -3,26 +3,24 @@ manage the Temporal Schedule that starts one every quarter."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from workflows.types import CampaignTemplate
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
-    from temporalio.client import Client
-
-    from config import Catalog, Settings
+from cli import common
+from cli.common import err
+from services import campaign_reports, campaign_schedules, campaigns
+from services.authz import Principal
+from services.offboardings import check_apps
+from workflows.campaign_messages import CampaignTemplate
 
 campaign_app = typer.Typer(no_args_is_help=True, help="Quarterly access-review campaigns.")
-err = Console(stderr=True)
+CLI_ADMIN = Principal(name="cli", role="admin", email=None)
 
 
 class Reviewer(StrEnum):
@@ -50,26 +48,6 @@ NoDecisionOpt = Annotated[
 ]
 
 
-def _env() -> tuple[Settings, Catalog]:
-    # cli.main imports this module, so its helpers are fetched at call time.
-    from cli.main import _catalog, _settings
-
-    settings = _settings()
-    return settings, _catalog(settings)
-
-
-def _session(settings: Settings) -> Session:
-    from cli.main import _session as session
-
-    return session(settings)
-
-
-async def _client(settings: Settings) -> Client:
-    from temporal_client import connect
-
-    return await connect(settings)
-
-
 def _template(
     name: str, apps: str | None, due: float, reviewer: Reviewer, on_no_decision: NoDecision
 ) -> CampaignTemplate:
@@ -82,11 +60,6 @@ def _template(
     )
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]{message}[/red]")
-    return typer.Exit(code)
-
-
 @campaign_app.command("start")
 def start(
     name: Annotated[str, typer.Option(help="The campaign's name.")],
@@ -96,23 +69,19 @@ def start(
     on_no_decision: NoDecisionOpt = NoDecision.keep,
 ) -> None:
     """Start a campaign now; prints its id."""
-    from api.campaign_service import start_campaign
-    from api.deps import Db
-    from api.errors import ApiError
-
-    settings, catalog = _env()
+    settings = common.settings()
+    catalog = common.catalog(settings)
     template = _template(name, apps, due_in_days, reviewer, on_no_decision)
 
     async def run() -> str:
-        client = await _client(settings)
-        db = Db(settings.effective_database_url)
-        row = await start_campaign(client, db, settings, catalog, template, "cli", trigger="cli")
+        client = await common.client(settings)
+        db = common.db(settings)
+        row = await campaigns.start_campaign(
+            client, db, settings, catalog, template, "cli", trigger="cli"
+        )
         return row.id
 
-    try:
-        typer.echo(asyncio.run(run()))
-    except ApiError as exc:
-        raise _fail(exc.message, 2 if exc.status == 422 else 1) from None
+    typer.echo(common.run(run()))
 
 
 @campaign_app.command("status")
@@ -121,15 +90,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A campaign's status, per-app collection and decision counts."""
-    from api.campaign_service import campaign_view, get_campaign
-    from api.errors import ApiError
-
-    settings, _ = _env()
-    with _session(settings) as session:
-        try:
-            view = campaign_view(session, get_campaign(session, campaign_id))
-        except ApiError as exc:
-            raise _fail(exc.message) from None
+    with common.session(common.settings()) as session, common.exit_codes():
+        view = campaigns.campaign_view(session, campaigns.get_campaign(session, campaign_id))
     if as_json:
         typer.echo(json.dumps(view, indent=2))
         return
@@ -155,25 +117,15 @@ def close(
     reason: Annotated[str, typer.Option(help="Why the review ends early.")] = "",
 ) -> None:
     """End the review now: on_no_decision applies and revocations start."""
-    from temporalio.client import WorkflowUpdateFailedError
+    settings = common.settings()
 
-    from workflows.campaign import AccessReviewCampaignWorkflow
-    from workflows.types import CloseRequest
+    async def run() -> dict[str, object]:
+        client = await common.client(settings)
+        db = common.db(settings)
+        closed = await campaigns.close_campaign(db, client, CLI_ADMIN, campaign_id, reason)
+        return closed.model_dump()
 
-    settings, _ = _env()
-
-    async def run() -> dict[str, Any]:
-        client = await _client(settings)
-        handle = client.get_workflow_handle(campaign_id)
-        result = await handle.execute_update(
-            AccessReviewCampaignWorkflow.close, CloseRequest(actor="cli", reason=reason)
-        )
-        return result.model_dump()
-
-    try:
-        typer.echo(json.dumps(asyncio.run(run()), indent=2))
-    except WorkflowUpdateFailedError as exc:
-        raise _fail(str(getattr(exc.cause, "message", exc.cause))) from None
+    typer.echo(json.dumps(common.run(run()), indent=2))
 
 
 @campaign_app.command("report")
@@ -183,19 +135,13 @@ def report(
     output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
 ) -> None:
     """The evidence: one row per account, plus a summary (JSON)."""
-    from api.campaign_service import get_campaign, report_csv, report_json
-    from api.errors import ApiError
-
-    settings, _ = _env()
-    with _session(settings) as session:
-        try:
-            campaign = get_campaign(session, campaign_id)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
+    with common.session(common.settings()) as session:
+        with common.exit_codes():
+            campaign = campaigns.get_campaign(session, campaign_id)
         if format == ReportFormat.csv:
-            text = "".join(report_csv(session, campaign_id))
+            text = "".join(campaign_reports.report_csv(session, campaign_id))
         else:
-            text = json.dumps(report_json(session, campaign), indent=2) + "\n"
+            text = json.dumps(campaign_reports.report_json(session, campaign), indent=2) + "\n"
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}")
@@ -234,28 +180,18 @@ def schedule(
 ) -> None:
     """Create (--quarterly | --cron EXPR), list (--list) or delete (--delete NAME) the Temporal
     Schedule that starts campaigns from a template."""
-    from temporalio.service import RPCError
-
-    from api.campaign_service import (
-        SCHEDULE_PREFIX,
-        create_schedule,
-        cron_spec,
-        list_schedules,
-        quarterly_spec,
-    )
-    from api.deps import check_apps
-    from api.errors import ApiError
-
     modes = [quarterly, cron is not None, list_, delete is not None]
     if sum(modes) != 1:
-        raise _fail("give exactly one of --quarterly, --cron, --list, --delete", 2)
-    settings, catalog = _env()
+        raise common.fail("give exactly one of --quarterly, --cron, --list, --delete", 2)
+    settings = common.settings()
+    catalog = common.catalog(settings)
+    prefix = campaign_schedules.SCHEDULE_PREFIX
 
     async def run() -> None:
-        client = await _client(settings)
+        client = await common.client(settings)
         if list_:
             table = Table("name", "when", "time zone", "template", "next runs")
-            for s in await list_schedules(client):
+            for s in await campaign_schedules.list_schedules(client):
                 when = "; ".join(s["calendars"] + s["cron"])
                 shown = ", ".join(f"{k}={v}" for k, v in s["template"].items())
                 table.add_row(
@@ -268,24 +204,22 @@ def schedule(
             Console().print(table)
             return
         if delete is not None:
-            await client.get_schedule_handle(f"{SCHEDULE_PREFIX}{delete}").delete()
-            typer.echo(f"deleted {SCHEDULE_PREFIX}{delete}")
+            await client.get_schedule_handle(f"{prefix}{delete}").delete()
+            typer.echo(f"deleted {prefix}{delete}")
             return
         template = _template(name, apps, due_in_days, reviewer, on_no_decision)
         if template.apps:
             check_apps(catalog, template.apps)
-        spec = quarterly_spec(time_zone) if quarterly else cron_spec(cron or "", time_zone)
-        handle = await create_schedule(client, schedule_name, template, spec, settings.task_queue)
+        if quarterly:
+            spec = campaign_schedules.quarterly_spec(time_zone)
+        else:
+            spec = campaign_schedules.cron_spec(cron or "", time_zone)
+        handle = await campaign_schedules.create_schedule(
+            client, schedule_name, template, spec, settings.task_queue
+        )
         described = await handle.describe()
         typer.echo(handle.id)
         for moment in described.info.next_action_times[:4]:
             err.print(f"next: {moment.isoformat()}")
 
-    try:
-        asyncio.run(run())
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
-    except ApiError as exc:
-        raise _fail(exc.message, 2) from None
-    except RPCError as exc:
-        raise _fail(f"Temporal: {exc.message}") from None
+    common.run(run())

@@ -1,45 +1,25 @@
 """``offboard start|status`` and ``offboard tasks list|complete``: the admin API's paths, from a
-shell. They talk to the DB and Temporal directly (through the API's shared service code), so
-they work beside ``offboard dev`` or against a production cluster alike."""
+shell. They talk to the DB and Temporal directly (through the shared services), so they work
+beside ``offboard dev`` or against a production cluster alike."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-if TYPE_CHECKING:
-    from temporalio.client import Client
-
-    from config import Catalog, Settings
+from cli import common
+from domain.status import OUTCOMES
+from services import offboardings, tasks
+from services.authz import Principal
+from workflows.types import JoinRequest
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Human tasks.")
-err = Console(stderr=True)
-
-
-def _env() -> tuple[Settings, Catalog]:
-    # cli.main imports this module, so its helpers are fetched at call time.
-    from cli.main import _catalog, _settings
-
-    settings = _settings()
-    return settings, _catalog(settings)
-
-
-async def _client(settings: Settings) -> Client:
-    from temporal_client import connect
-
-    return await connect(settings)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]{message}[/red]")
-    return typer.Exit(1)
+CLI_ADMIN = Principal(name="cli", role="admin", email=None)
 
 
 def start(
@@ -49,63 +29,32 @@ def start(
     at: Annotated[str | None, typer.Option("--at", help="Effective time, ISO 8601 + zone.")] = None,
 ) -> None:
     """Offboard someone by email now (or --at a time); --dry-run prints the plan."""
-    from api.deps import Db
-    from api.errors import ApiError
-    from api.offboarding_service import resolve_person, start_offboarding
-    from workflows.plan import PlanWorkflow
-    from workflows.types import JoinRequest, OffboardingInput, PlanInput
-
-    settings, _ = _env()
+    settings = common.settings()
     effective = datetime.fromisoformat(at) if at else None
     if effective is not None and effective.tzinfo is None:
-        err.print("--at needs a time zone, e.g. 2026-12-01T17:00:00+00:00")
-        raise typer.Exit(2)
-    db = Db(settings.effective_database_url)
+        raise common.fail("--at needs a time zone, e.g. 2026-12-01T17:00:00+00:00", 2)
+    db = common.db(settings)
 
     async def run() -> dict[str, Any]:
-        client = await _client(settings)
-        person = await db.run(lambda s: resolve_person(s, email, None))
+        client = await common.client(settings)
+        person = await db.run(lambda s: offboardings.resolve_person(s, email, None))
         if dry_run:
-            plan = await client.execute_workflow(
-                PlanWorkflow.run,
-                PlanInput(person_id=person.id, email=person.email),
-                id=f"plan-{uuid.uuid4().hex}",
-                task_queue=settings.task_queue,
-            )
-            apps = [p.model_dump(include={"app", "action", "account", "reason"}) for p in plan.apps]
-            return {"dry_run": True, "person": person.id, "apps": apps}
-        inp = OffboardingInput(
-            person_id=person.id,
-            email=person.email,
-            name=person.name,
-            reason=reason,
-            effective_at=effective,
-            trigger="cli",
-            actor="cli",
+            return await offboardings.dry_run(client, settings, person)
+        inp = offboardings.offboarding_input(
+            person, reason=reason, effective_at=effective, trigger="cli", actor="cli"
         )
-        run_id, joined = await start_offboarding(
-            client, db, settings, inp, JoinRequest(source="cli", reason=reason)
-        )
+        join = JoinRequest(source="cli", reason=reason)
+        run_id, joined = await offboardings.start_offboarding(client, db, settings, inp, join)
         return {"run_id": run_id, "joined": joined, "person": person.id}
 
-    try:
-        typer.echo(json.dumps(asyncio.run(run()), indent=2))
-    except ApiError as exc:
-        raise _fail(exc.message) from None
+    typer.echo(json.dumps(common.run(run()), indent=2))
 
 
 def status(run_id: str) -> None:
     """Show a run and each app's step."""
-    from api.offboarding_service import run_view
-    from db.models import OffboardingRun
-    from db.session import open_session
-
-    settings, _ = _env()
-    with open_session(settings.effective_database_url) as session:
-        run = session.get(OffboardingRun, run_id)
-        if run is None:
-            raise _fail(f"no offboarding run {run_id!r}")
-        view = run_view(session, run)
+    settings = common.settings()
+    with common.session(settings) as session, common.exit_codes():
+        [view] = offboardings.run_views(session, [offboardings.find_run(session, run_id)])
     console = Console()
     console.print(f"run {view['run_id']}  {view['person']['email']}  [bold]{view['status']}[/bold]")
     table = Table("app", "connector", "status", "detail", "updated")
@@ -123,21 +72,15 @@ def tasks_list(
     status: Annotated[str | None, typer.Option(help="open | done | cancelled")] = "open",
 ) -> None:
     """List human tasks (all assignees)."""
-    from sqlmodel import col, select
-
-    from db.models import HumanTask
-    from db.session import open_session
-
-    settings, _ = _env()
-    with open_session(settings.effective_database_url) as session:
-        query = select(HumanTask).order_by(col(HumanTask.due_at))
-        if status:
-            query = query.where(HumanTask.status == status)
-        tasks = session.exec(query).all()
+    settings = common.settings()
+    with common.session(settings) as session:
+        found = tasks.list_tasks(
+            session, CLI_ADMIN, common.catalog(settings), status=status or None
+        )
     table = Table("kind", "app", "person", "assignees", "status", "due")
     # Ids are copied into `tasks complete`, so they are never wrapped or cut.
     table.columns.insert(0, Column("id", no_wrap=True, min_width=20))
-    for t in tasks:
+    for t in found:
         table.add_row(
             t.id, t.kind, t.app, t.person_email, ", ".join(t.assignees), t.status, str(t.due_at)
         )
@@ -154,23 +97,16 @@ def tasks_complete(
     actor: Annotated[str, typer.Option(help="Who did it (lands in the trail).")] = "cli",
 ) -> None:
     """Complete a task, as an admin would in the web UI."""
-    from api.deps import Db, Principal
-    from api.errors import ApiError
-    from api.routes.tasks import complete
-
-    if outcome not in ("done", "not_applicable", "could_not_complete"):
-        err.print("--outcome must be done, not_applicable or could_not_complete")
-        raise typer.Exit(2)
-    settings, catalog = _env()
+    if outcome not in OUTCOMES:
+        raise common.fail("--outcome must be done, not_applicable or could_not_complete", 2)
+    settings = common.settings()
+    catalog = common.catalog(settings)
     principal = Principal(name="cli", role="admin", email=actor)
 
     async def run() -> None:
-        client = await _client(settings)
-        db = Db(settings.effective_database_url)
-        await complete(db, catalog, client, principal, task_id, outcome, note)  # type: ignore[arg-type]
+        client = await common.client(settings)
+        db = common.db(settings)
+        await tasks.complete_task(db, catalog, client, principal, task_id, outcome, note)
 
-    try:
-        asyncio.run(run())
-    except ApiError as exc:
-        raise _fail(exc.message) from None
+    common.run(run())
     typer.echo(f"task {task_id}: {outcome}")

@@ -1,9 +1,10 @@
-"""The audit trail: append-only, one SHA-256 hash chain per person.
+"""The audit trail: append-only, one SHA-256 hash chain per subject (a person or a campaign).
 
 This is the only place that computes hashes. The rule is public so auditors can recompute it:
 ``hash = sha256_hex(prev_hash + canonical)`` where ``canonical`` is the exported event without
 ``hash``/``prev_hash``, keys sorted, separators ``,``/``:``, UTF-8; the first ``prev_hash`` is 64
 zeros.
+Writes are idempotent by (workflow id, step id, kind).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
-from workflows.types import AuditEventIn
+from domain.audit import AuditEventIn, Subject
 
 T = TypeVar("T")
 GENESIS = "0" * 64
@@ -57,7 +58,7 @@ class ChainCheck:
 
 
 def verify(events: Sequence[dict[str, Any]]) -> ChainCheck:
-    """Recompute a person's chain from its exported events (ordered by seq)."""
+    """Recompute a subject's chain from its exported events (ordered by seq)."""
     prev = GENESIS
     for expected_seq, event in enumerate(events, start=1):
         if event["seq"] != expected_seq:
@@ -70,15 +71,25 @@ def verify(events: Sequence[dict[str, Any]]) -> ChainCheck:
     return ChainCheck(True)
 
 
+def _of(subject: Subject) -> tuple[Any, Any]:
+    return (
+        col(AuditEvent.subject_kind) == subject.kind,
+        col(AuditEvent.subject_id) == subject.id,
+    )
+
+
+def trail(session: Session, subject: Subject) -> list[dict[str, Any]]:
+    """A subject's exported events, by seq (the form auditors recompute the chain from)."""
+    rows = session.exec(select(AuditEvent).where(*_of(subject)).order_by(col(AuditEvent.seq)))
+    return [export(r) for r in rows.all()]
+
+
 def person_events(session: Session, person_id: str) -> list[dict[str, Any]]:
-    rows = session.exec(
-        select(AuditEvent).where(AuditEvent.person_id == person_id).order_by(col(AuditEvent.seq))
-    ).all()
-    return [export(r) for r in rows]
+    return trail(session, Subject.person(person_id))
 
 
 def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
-    """Append the events not written yet, each chained to its person's head; one flush."""
+    """Append the events not written yet, each chained to its subject's head; one flush."""
     if not batch:
         return 0
     written_keys = {
@@ -90,24 +101,26 @@ def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
             )
         )
     }
-    heads: dict[str, tuple[int, str]] = {}
+    heads: dict[Subject, tuple[int, str]] = {}
     rows = []
     for event in batch:
         key = (event.workflow_id, event.step_id, event.kind)
         if key in written_keys:
             continue
         written_keys.add(key)
-        if event.person_id not in heads:
+        subject = event.subject
+        if subject not in heads:
             last = session.exec(
                 select(AuditEvent.seq, AuditEvent.hash)
-                .where(AuditEvent.person_id == event.person_id)
+                .where(*_of(subject))
                 .order_by(col(AuditEvent.seq).desc())
                 .limit(1)
             ).first()
-            heads[event.person_id] = (last[0], last[1]) if last else (0, GENESIS)
-        seq, prev = heads[event.person_id]
+            heads[subject] = (last[0], last[1]) if last else (0, GENESIS)
+        seq, prev = heads[subject]
         row = AuditEvent(
-            person_id=event.person_id,
+            subject_kind=subject.kind,
+            subject_id=subject.id,
             seq=seq + 1,
             at=event.at,
             kind=event.kind,
@@ -120,32 +133,32 @@ def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
             prev_hash=prev,
         )
         row.hash = chain_hash(prev, export(row))
-        heads[event.person_id] = (row.seq, row.hash)
+        heads[subject] = (row.seq, row.hash)
         rows.append(row)
     session.add_all(rows)
     session.flush()
     return len(rows)
 
 
-# First key of the two-key advisory lock: namespaces offboard's per-person chain locks.
+# First key of the two-key advisory lock: namespaces offboard's per-subject chain locks.
 CHAIN_LOCK_SPACE = 0x6F666262  # "offb"
 
 
-def lock_chains(session: Session, person_ids: Iterable[str]) -> None:
-    """Make concurrent appends to one person's chain take turns, on PostgreSQL.
+def lock_chains(session: Session, subjects: Iterable[Subject]) -> None:
+    """Make concurrent appends to one subject's chain take turns, on PostgreSQL.
 
-    Without it, writers that read the same head race on the unique (person_id, seq) and all but
+    Without it, writers that read the same head race on the unique (subject, seq) and all but
     one roll back and retry: correct, but under load most transactions are thrown away and the
-    retry budget can run out. A transaction-scoped advisory lock per person (taken in sorted
+    retry budget can run out. A transaction-scoped advisory lock per subject (taken in sorted
     order, so two batches never deadlock) queues them instead; it is released at commit or
     rollback. SQLite already serialises writers (one write lock per file).
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    for person_id in sorted(set(person_ids)):
+    for key in sorted({str(s) for s in subjects}):
         session.execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:person))"),
-            {"space": CHAIN_LOCK_SPACE, "person": person_id},
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:subject))"),
+            {"space": CHAIN_LOCK_SPACE, "subject": key},
         )
 
 
@@ -168,16 +181,17 @@ def append(
 ) -> int:
     """Append events (and optionally other writes) in one transaction; returns how many were new.
 
-    On PostgreSQL, writers to the same person queue on a per-person lock before reading the
+    On PostgreSQL, writers to the same subject queue on a per-subject lock before reading the
     head. The whole batch is still retried on a lost race (SQLite's busy file, a conflict the
-    lock does not cover), and the unique (person_id, seq) constraint keeps a chain from forking
-    whatever happens: the loser re-reads the head.
+    lock does not cover), and the unique (subject, seq) constraint keeps a chain from forking
+    whatever happens: the loser re-reads the head. ``extra`` may run more than once: it must
+    only write, and anything to do once (metrics) belongs after this returns.
     """
     batch = list(events)
 
     def attempt() -> int:
         with session_factory() as session:
-            lock_chains(session, (e.person_id for e in batch))
+            lock_chains(session, (e.subject for e in batch))
             written = _append_batch(session, batch)
             if extra is not None:
                 extra(session)
@@ -187,5 +201,10 @@ def append(
     return with_retry(attempt)
 
 
-def people_with_events(session: Session) -> list[str]:
-    return list(session.exec(select(AuditEvent.person_id).group_by(AuditEvent.person_id)).all())
+def subjects_with_events(session: Session) -> list[Subject]:
+    rows = session.exec(
+        select(AuditEvent.subject_kind, AuditEvent.subject_id).group_by(
+            col(AuditEvent.subject_kind), col(AuditEvent.subject_id)
+        )
+    ).all()
+    return [Subject(kind=kind, id=subject_id) for kind, subject_id in rows]

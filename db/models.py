@@ -6,11 +6,34 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
+
+from domain.audit import SubjectKind
+from domain.status import (
+    CampaignStatus,
+    Classification,
+    Decision,
+    Outcome,
+    PersonStatus,
+    ReviewerMode,
+    RevocationStatus,
+    Role,
+    RunStatus,
+    StepStatus,
+    TaskKind,
+    TaskStatus,
+    Verdict,
+)
 
 
 def utcnow() -> datetime:
+    """Now, timezone-aware (UTC): the one clock of the code outside workflows."""
     return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """A stored time as UTC (SQLite hands back naive datetimes)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Person(SQLModel, table=True):
@@ -20,7 +43,7 @@ class Person(SQLModel, table=True):
     name: str = ""
     manager_email: str | None = None
     department: str | None = None
-    status: str = "active"
+    status: PersonStatus = Field(default="active", sa_type=AutoString)
     terminated_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -31,7 +54,7 @@ class OffboardingRun(SQLModel, table=True):
     workflow_id: str = Field(index=True)
     person_id: str = Field(index=True)
     email: str
-    status: str = Field(default="scheduled", index=True)
+    status: RunStatus = Field(default="scheduled", index=True, sa_type=AutoString)
     reason: str = ""
     trigger: str = "api"
     effective_at: datetime | None = None
@@ -48,7 +71,7 @@ class Step(SQLModel, table=True):
     run_id: str = Field(index=True)
     app: str
     connector: str
-    status: str = "pending"
+    status: StepStatus = Field(default="pending", sa_type=AutoString)
     account: str | None = None
     detail: str = ""
     updated_at: datetime = Field(default_factory=utcnow)
@@ -58,16 +81,16 @@ class HumanTask(SQLModel, table=True):
     __tablename__ = "human_tasks"
     id: str = Field(primary_key=True)
     workflow_id: str
-    kind: str
+    kind: TaskKind = Field(sa_type=AutoString)
     app: str
     run_id: str = Field(index=True)
     person_id: str
     person_email: str
     assignees: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="open", index=True)
+    status: TaskStatus = Field(default="open", index=True, sa_type=AutoString)
     due_at: datetime | None = None
     instructions: str = ""
-    outcome: str | None = None
+    outcome: Outcome | None = Field(default=None, sa_type=AutoString)
     note: str | None = None
     completed_by: str | None = None
     completed_at: datetime | None = None
@@ -78,7 +101,7 @@ class ApiToken(SQLModel, table=True):
     __tablename__ = "api_tokens"
     id: int | None = Field(default=None, primary_key=True)
     name: str
-    role: str
+    role: Role = Field(sa_type=AutoString)
     email: str | None = None
     token_hash: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
@@ -97,11 +120,13 @@ class WebhookEvent(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
     __table_args__ = (
-        UniqueConstraint("person_id", "seq"),
+        # One hash chain per subject (a person or a campaign).
+        UniqueConstraint("subject_kind", "subject_id", "seq", name="uq_audit_chain"),
         UniqueConstraint("workflow_id", "step_id", "kind", name="uq_audit_idempotency"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    person_id: str = Field(index=True)
+    subject_kind: SubjectKind = Field(default="person", sa_type=AutoString)
+    subject_id: str = Field(index=True)
     seq: int
     # ISO-8601 text, not a datetime column: the hash covers it, so it must round-trip exactly.
     at: str
@@ -123,10 +148,10 @@ class Campaign(SQLModel, table=True):
     workflow_id: str
     name: str
     apps: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    reviewer_mode: str = "manager"
-    on_no_decision: str = "keep"
+    reviewer_mode: ReviewerMode = Field(default="manager", sa_type=AutoString)
+    on_no_decision: Verdict = Field(default="keep", sa_type=AutoString)
     due_in_days: float = 14
-    status: str = Field(default="collecting", index=True)
+    status: CampaignStatus = Field(default="collecting", index=True, sa_type=AutoString)
     trigger: str = "api"
     created_by: str = "offboard"
     created_at: datetime = Field(default_factory=utcnow)
@@ -159,7 +184,7 @@ class CampaignItem(SQLModel, table=True):
     last_sign_in: str | None = None
     groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # Set when classified (SCIM items at once, uploaded CSV rows right after the upload).
-    classification: str | None = None
+    classification: Classification | None = Field(default=None, sa_type=AutoString)
     risk: int = 9
     person_id: str | None = None
     person_email: str | None = None
@@ -167,11 +192,11 @@ class CampaignItem(SQLModel, table=True):
     # Whose audit trail the item's revocation lands on: HR id, else the lower-cased email.
     trail_id: str = ""
     reviewer: str | None = None
-    decision: str = "pending"
+    decision: Decision = Field(default="pending", sa_type=AutoString)
     justification: str = ""
     decided_by: str | None = None
     decided_at: datetime | None = None
     auto_decided: bool = False
-    revocation: str | None = None
+    revocation: RevocationStatus | None = Field(default=None, sa_type=AutoString)
     revocation_detail: str = ""
     verified_at: datetime | None = None

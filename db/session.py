@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
+
+T = TypeVar("T")
 
 
 @lru_cache
@@ -48,3 +51,22 @@ def open_session(url: str) -> Session:
 
 def session_factory(url: str) -> Callable[[], Session]:
     return partial(open_session, url)
+
+
+class Db:
+    """Database work for async code, run in a worker thread with its own short session.
+
+    Async code (API handlers, and under ``offboard dev`` the worker beside them) must never
+    touch the DB on the event loop: a blocking pool checkout or SQLite lock wait there stalls
+    every request. ``await db.run(fn)`` calls ``fn(session)`` in the threadpool instead.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        def call() -> T:
+            with open_session(self.url) as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(call)

@@ -15,7 +15,6 @@ import uvicorn
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.tokens import create_token
 from config import Catalog, Settings, load_catalog, parse_catalog
 from connectors.registry import ConnectorRegistry
 from db.migrate import upgrade
@@ -23,6 +22,7 @@ from db.models import Person
 from db.session import open_session
 from devstack.temporal_server import TemporalDevServer
 from metrics import count_scim_response
+from services.tokens import create_token
 from temporal_client import connect_with_retry
 from worker import build_worker
 

@@ -31,7 +31,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.signature import sign
-from api.tokens import create_token
 from config import Catalog, Settings, parse_catalog
 from connectors.registry import ConnectorRegistry
 from db.migrate import upgrade
@@ -41,6 +40,7 @@ from devstack.ports import free_port
 from devstack.scim_server import ScimServer, SeedUser
 from devstack.temporal_server import TemporalDevServer
 from metrics import count_scim_response
+from services.tokens import create_token
 from temporal_client import connect_with_retry
 from tests.scim_quirks import Quirks
 from worker import Workers, build_worker
@@ -49,29 +49,51 @@ SCIM_TOKEN = "scim-test-token-5f1d2c"
 WEBHOOK_SECRET = "whsec-test-8a7b6c"
 TOKEN_ENV = "TEST_SCIM_TOKEN"
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-      deprovision: deactivate
-      gone_after_deactivate_ok: true
-  - id: imanage
-    name: iManage Work
-    owners: [it-lead@example.com]
-    connector: manual
-    manual:
-      assignees: [it-helpdesk@example.com]
-      escalate_to: [it-lead@example.com]
-      sla_hours: 24
-      instructions: "Disable {{{{ email }}}} in iManage Control Center."
-protected_accounts: [breakglass@example.com]
-"""
+
+def scim_app_yaml(
+    app_id: str = "ironclad",
+    name: str = "Ironclad",
+    owners: str = "legal-ops@example.com",
+    base_url: str = "{base_url}",
+    **scim: object,
+) -> str:
+    """One SCIM app of a test catalog (YAML), matched by email, token in TEST_SCIM_TOKEN."""
+    extra = "".join(
+        f"      {key}: {str(v).lower() if isinstance(v, bool) else v}\n" for key, v in scim.items()
+    )
+    return (
+        f"  - id: {app_id}\n    name: {name}\n    owners: [{owners}]\n    connector: scim\n"
+        f"    scim:\n      base_url: {base_url}\n      token_env: {TOKEN_ENV}\n"
+        f"      match: email\n{extra}"
+    )
+
+
+def manual_app_yaml(instructions: str = "") -> str:
+    """iManage, the test catalog's manual app (owner it-lead, assignee it-helpdesk)."""
+    line = f'      instructions: "{instructions}"\n' if instructions else ""
+    return (
+        "  - id: imanage\n    name: iManage Work\n    owners: [it-lead@example.com]\n"
+        "    connector: manual\n    manual:\n      assignees: [it-helpdesk@example.com]\n"
+        f"      escalate_to: [it-lead@example.com]\n      sla_hours: 24\n{line}"
+    )
+
+
+def catalog_yaml(
+    *apps: str, protected: str = "breakglass@example.com", service_accounts: str = ""
+) -> str:
+    """A catalog from apps; ``{base_url}`` placeholders are filled by ``make_stack``."""
+    text = "apps:\n" + "".join(apps)
+    if protected:
+        text += f"protected_accounts: [{protected}]\n"
+    if service_accounts:
+        text += f"service_accounts: [{service_accounts}]\n"
+    return text
+
+
+CATALOG = catalog_yaml(
+    scim_app_yaml(deprovision="deactivate", gone_after_deactivate_ok=True),
+    manual_app_yaml("Disable {{{{ email }}}} in iManage Control Center."),
+)
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +275,13 @@ class Stack:
         return tasks
 
     async def audit(self, person_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"/api/v1/people/{person_id}/audit")
+        return await self._trail(f"/api/v1/people/{person_id}/audit")
+
+    async def campaign_audit(self, campaign_id: str) -> dict[str, Any]:
+        return await self._trail(f"/api/v1/campaigns/{campaign_id}/audit")
+
+    async def _trail(self, path: str) -> dict[str, Any]:
+        response = await self.http.get(path)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body

@@ -111,7 +111,7 @@ def test_concurrent_writers_keep_one_gapless_verified_chain(
     with Session(engine) as session:
         events = audit.person_events(session, PERSON)
         rows = session.exec(
-            select(AuditEvent).where(AuditEvent.person_id == PERSON).order_by(col(AuditEvent.seq))
+            select(AuditEvent).where(AuditEvent.subject_id == PERSON).order_by(col(AuditEvent.seq))
         ).all()
         dup_keys = session.exec(
             select(AuditEvent.workflow_id, AuditEvent.step_id, AuditEvent.kind)

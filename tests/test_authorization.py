@@ -66,6 +66,7 @@ async def test_every_endpoint_enforces_its_roles(stack: Stack) -> None:
          {**ADMIN_ONLY, "owner": 403}),
         ("POST", f"/api/v1/offboardings/{run_id}/steps/imanage/retry", {}, STAFF_ONLY),
         ("GET", "/api/v1/people/E1003/audit", {}, ADMIN_ONLY),
+        ("GET", "/api/v1/campaigns/nope/audit", {}, ADMIN_ONLY),
         ("POST", "/api/v1/people:import", {"content": b"", "headers": {"Content-Type": "text/csv"}},
          ADMIN_ONLY),
         ("GET", "/api/v1/tasks", {}, ANY_TOKEN),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from activities.campaign import Classifier, PersonRow
-from api.campaign_service import CsvProblem, parse_accounts_csv
+from activities.campaign_base import classifier_for
 from config import parse_catalog
+from domain.review import PersonRow
+from services.csv_import import CsvProblem, parse_accounts_csv
 
 CATALOG = parse_catalog(
     """
@@ -34,7 +35,7 @@ PEOPLE = [
 
 
 def fields(mode: str, user: str, emails: list[str], external_id: str | None = None) -> tuple:
-    c = Classifier(CATALOG, CATALOG.app("scimapp"), mode, PEOPLE)
+    c = classifier_for(CATALOG, CATALOG.app("scimapp"), mode, PEOPLE)
     f = c.fields(user, emails, external_id)
     return f["classification"], f["reviewer"], f["person_id"], f["trail_id"]
 
@@ -87,7 +88,7 @@ def test_never_your_own_reviewer() -> None:
 
 def test_external_id_match_and_manual_owner_fallback() -> None:
     assert fields("manager", "someone", [], external_id="E1")[2] == "E1"
-    manual = Classifier(CATALOG, CATALOG.app("nowners"), "manager", PEOPLE)
+    manual = classifier_for(CATALOG, CATALOG.app("nowners"), "manager", PEOPLE)
     assert manual.fields("stranger", [])["reviewer"] == "helpdesk@example.com"
     # Only apps matched by externalId trust it.
     assert manual.fields("someone", [], "E1")["person_id"] is None

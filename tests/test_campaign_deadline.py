@@ -17,31 +17,18 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from api.campaign_service import start_campaign
-from api.deps import Db
+from db.session import Db
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
-from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory
+from services.campaigns import start_campaign
+from tests.conftest import SCIM_TOKEN, Inbox, Stack, StackFactory, catalog_yaml, scim_app_yaml
 from tests.test_campaign_review import poll
 from worker import build_worker
-from workflows.types import CampaignOutcome, CampaignTemplate
+from workflows.campaign_messages import CampaignOutcome, CampaignTemplate
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-      gone_after_deactivate_ok: true
-protected_accounts: [breakglass@example.com]
-service_accounts: ["svc-*"]
-"""
+CATALOG = catalog_yaml(scim_app_yaml(gone_after_deactivate_ok=True), service_accounts='"svc-*"')
 
 PEOPLE = """id,email,name,manager_email,department,status,terminated_at
 E1000,alice.adams@example.com,Alice Adams,,Legal,active,
@@ -118,7 +105,7 @@ def _at(event: dict[str, Any]) -> datetime:
 
 async def assert_timeline(stack: Stack, campaign_id: str) -> None:
     """Reminders at 50% and one day before, escalation on the last day, close at the due time."""
-    trail = await stack.audit(campaign_id)
+    trail = await stack.campaign_audit(campaign_id)
     assert trail["chain_valid"] is True
     events = {e["kind"]: e for e in trail["events"]}
     reminders = [e for e in trail["events"] if e["kind"] == "notify.review_reminder"]

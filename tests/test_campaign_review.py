@@ -24,40 +24,29 @@ import pytest
 
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
-from tests.conftest import SCIM_TOKEN, PostgresServer, Stack, StackFactory
+from tests.conftest import (
+    SCIM_TOKEN,
+    PostgresServer,
+    Stack,
+    StackFactory,
+    catalog_yaml,
+    manual_app_yaml,
+    scim_app_yaml,
+)
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-      gone_after_deactivate_ok: true
-  - id: docusign
-    name: DocuSign
-    owners: [frank.fisher@example.com, grace.green@example.com]
-    connector: scim
-    scim:
-      base_url: DOCUSIGN_URL
-      token_env: TEST_SCIM_TOKEN
-      match: email
-  - id: imanage
-    name: iManage Work
-    owners: [it-lead@example.com]
-    connector: manual
-    manual:
-      assignees: [it-helpdesk@example.com]
-      escalate_to: [it-lead@example.com]
-      sla_hours: 24
-protected_accounts: [breakglass@example.com]
-service_accounts: ["svc-*", "*-bot@*"]
-"""
+CATALOG = catalog_yaml(
+    scim_app_yaml(gone_after_deactivate_ok=True),
+    scim_app_yaml(
+        "docusign",
+        "DocuSign",
+        "frank.fisher@example.com, grace.green@example.com",
+        base_url="DOCUSIGN_URL",
+    ),
+    manual_app_yaml(),
+    service_accounts='"svc-*", "*-bot@*"',
+)
 
 PEOPLE = """id,email,name,manager_email,department,status,terminated_at
 E1000,alice.adams@example.com,Alice Adams,,Legal,active,
@@ -500,10 +489,15 @@ async def test_campaign_collects_classifies_reviews_revokes_and_proves(
     assert "scim.deactivated" in [e["kind"] for e in ghost["events"]]
     stranger = await stack.audit("stranger@example.com")
     assert [e["kind"] for e in stranger["events"]][-1] == "review.revocation_done"
-    own = await stack.audit(campaign_id)
+    own = await stack.campaign_audit(campaign_id)
+    assert own["campaign"] == campaign_id and own["chain_valid"] is True
     own_kinds = [e["kind"] for e in own["events"]]
     assert own_kinds[0] == "campaign.started" and own_kinds[-1] == "campaign.completed"
     assert "notify.review_assigned" in own_kinds and "review.closed" in own_kinds
+    # The upload task's events are the campaign's too; no person trail bears its id.
+    assert "task.completed" in own_kinds
+    not_a_person = await stack.http.get(f"/api/v1/people/{campaign_id}/audit")
+    assert not_a_person.status_code == 404
 
     for client in (owner, alice, carol, legal, frank, helpdesk):
         await client.aclose()

@@ -11,26 +11,15 @@ import pytest
 
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer
-from tests.conftest import SCIM_TOKEN, StackFactory
+from tests.conftest import SCIM_TOKEN, StackFactory, catalog_yaml, scim_app_yaml
 from tests.scim_quirks import Quirks
 from tests.test_campaign_review import client_for, poll
 from workflows.campaign import AccessReviewCampaignWorkflow
-from workflows.types import CampaignInput, CampaignTemplate
+from workflows.campaign_messages import CampaignInput, CampaignTemplate
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-      page_size: 10
-"""
+CATALOG = catalog_yaml(scim_app_yaml(page_size=10), protected="")
 USERS = demo_users(60)
 
 

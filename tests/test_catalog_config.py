@@ -15,11 +15,11 @@ import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from api.tokens import lookup
 from cli.main import app as cli
 from config import Catalog, CatalogError, Settings, get_settings, parse_catalog
 from db.migrate import upgrade
 from db.session import get_engine
+from services.tokens import lookup
 
 MANUAL = """\
   - id: imanage

@@ -105,7 +105,7 @@ async def test_webhook_to_verified_scim_and_completed_manual_task(
 
     with stack.session() as session:
         row = session.exec(
-            select(AuditEvent).where(AuditEvent.person_id == "E1003", AuditEvent.seq == 3)
+            select(AuditEvent).where(AuditEvent.subject_id == "E1003", AuditEvent.seq == 3)
         ).one()
         row.detail = {**row.detail, "account": "someone-else"}
         session.add(row)

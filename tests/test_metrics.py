@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
+from devstack.ports import free_port
+from metrics import count_scim_response, serve_metrics
 from tests.conftest import Stack, steps, terminated
 
 pytestmark = pytest.mark.slow
@@ -41,3 +44,16 @@ async def test_an_offboarding_shows_up_in_metrics(stack: Stack) -> None:
     assert value(text, 'offboard_open_human_tasks{age="lt_1h",app="imanage"}') == 1
     assert value(text, 'offboard_runs{status="waiting_human"}') == 1
     assert value(text, 'offboard_scim_requests_total{app="ironclad",status="200"}') >= 1
+
+
+async def test_a_worker_serves_its_own_metrics_on_its_port() -> None:
+    """`offboard worker` has no API: its counters (steps, runs finished, SCIM responses) are
+    served on OFFBOARD_WORKER_METRICS_PORT."""
+    port = free_port()
+    serve_metrics(port, host="127.0.0.1")
+    count_scim_response("ironclad", 200)
+    async with httpx.AsyncClient() as http:
+        scrape = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert scrape.status_code == 200
+    assert value(scrape.text, 'offboard_scim_requests_total{app="ironclad",status="200"}') >= 1
+    assert "offboard_step_duration_seconds" in scrape.text

@@ -20,11 +20,14 @@ from sqlalchemy import inspect, text, update
 from sqlmodel import Session, SQLModel, col, select
 
 from activities.records import RecordActivities
-from api.tokens import create_token, hash_token, lookup
+from config import parse_catalog
 from db import audit
 from db.migrate import alembic_config, upgrade
 from db.models import ApiToken, AuditEvent, HumanTask, OffboardingRun, Person, Step
 from db.session import get_engine
+from services.authz import Principal
+from services.tasks import list_tasks
+from services.tokens import create_token, hash_token, lookup
 from tests.conftest import PostgresServer
 from workflows.types import AuditEventIn, HumanTaskInput, RecordInput, StepState, TaskRecord
 
@@ -135,7 +138,7 @@ def test_audit_trail_round_trips_and_an_auditor_can_recompute_the_chain(migrated
     with sessions(migrated)() as session:
         session.exec(
             update(AuditEvent)
-            .where(col(AuditEvent.person_id) == "E1001", col(AuditEvent.seq) == 2)
+            .where(col(AuditEvent.subject_id) == "E1001", col(AuditEvent.seq) == 2)
             .values(detail={"account": "someone-else@example.com"})
         )
         session.commit()
@@ -333,3 +336,40 @@ def test_api_tokens_are_stored_hashed_and_looked_up(migrated: str) -> None:
     with sessions(migrated)() as session:
         assert lookup(session, admin) is None
         assert lookup(session, reviewer) is not None
+
+
+def test_task_visibility_is_one_sql_condition_on_both_backends(migrated: str) -> None:
+    """An assignee is found inside the JSON list (any case); an app admin also gets the tasks
+    of the apps they own, nothing else."""
+    catalog = parse_catalog(
+        "apps:\n"
+        "  - {id: mine, name: Mine, owners: [Owner@example.com], connector: manual,"
+        " manual: {assignees: [a@example.com]}}\n"
+        "  - {id: other, name: Other, connector: manual, manual: {assignees: [a@example.com]}}\n"
+    )
+
+    def task(task_id: str, app: str, assignees: list[str]) -> HumanTask:
+        return HumanTask(
+            id=task_id,
+            workflow_id=f"task-{task_id}",
+            kind="manual_step",
+            app=app,
+            run_id="r1",
+            person_id="E1",
+            person_email="e1@example.com",
+            assignees=assignees,
+        )
+
+    with sessions(migrated)() as session:
+        session.add(task("t1", "other", ["x@example.com", "HELPER@example.com"]))
+        session.add(task("t2", "mine", ["x@example.com"]))
+        session.add(task("t3", "other", ["x@example.com"]))
+        session.commit()
+        helper = Principal(name="h", role="reviewer", email="helper@example.com")
+        owner = Principal(name="o", role="app-admin", email="owner@example.com")
+        admin = Principal(name="a", role="admin", email=None)
+        seen = {
+            who: [t.id for t in list_tasks(session, p, catalog)]
+            for who, p in (("helper", helper), ("owner", owner), ("admin", admin))
+        }
+    assert seen == {"helper": ["t1"], "owner": ["t2"], "admin": ["t1", "t2", "t3"]}

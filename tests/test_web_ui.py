@@ -15,13 +15,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from sqlmodel import Session, select
 
 from api.app import create_app
-from api.tokens import create_token
-from api.web.routes import csrf_token
+from api.web.render import csrf_token
 from config import Settings, parse_catalog
 from db import audit
 from db.migrate import upgrade
 from db.models import AuditEvent
 from db.session import get_engine
+from services.tokens import create_token
 from tests.conftest import CATALOG, Stack, steps, terminated
 from workflows.types import AuditEventIn
 
@@ -280,7 +280,7 @@ async def test_audit_page_shows_the_chain_check(tmp_path: Path) -> None:
         assert "app ironclad · action deprovision" in page.text
         with Session(engine) as session:
             row = session.exec(
-                select(AuditEvent).where(AuditEvent.person_id == "E7", AuditEvent.seq == 2)
+                select(AuditEvent).where(AuditEvent.subject_id == "E7", AuditEvent.seq == 2)
             ).one()
             row.detail = {"n": 99}
             session.add(row)

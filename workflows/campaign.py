@@ -20,29 +20,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.human_task import HumanTaskWorkflow
-    from workflows.offboarding import SCIM_RETRY
-    from workflows.types import (
-        AppCollection,
-        AuditEventIn,
+    from activities.campaign_close import CampaignCloseActivities
+    from activities.campaign_collect import CampaignCollectActivities
+    from activities.campaign_notify import CampaignNotifyActivities
+    from domain.audit import AuditEventIn, Subject
+    from domain.status import AppCollection, CampaignStatus
+    from workflows.campaign_messages import (
         CampaignAppPlan,
         CampaignAppState,
         CampaignBeginInput,
-        CampaignFinishInput,
         CampaignInput,
         CampaignNotifyInput,
         CampaignNotifyKind,
         CampaignOutcome,
         CampaignPlan,
-        CampaignResume,
-        CampaignStatus,
         CampaignSyncInput,
         CampaignTemplate,
         CloseRequest,
@@ -50,20 +48,9 @@ with workflow.unsafe.imports_passed_through():
         CloseReviewResult,
         CollectInput,
         CollectResult,
-        HumanTaskInput,
-        ResolveRevocationsInput,
-        RevocationBatch,
-        RevocationBatchInput,
-        RevocationOutcome,
-        RevocationOutcomes,
-        RevocationRef,
-        RevocationTaskPlan,
-        RevocationTaskPlans,
-        RevocationTasksInput,
-        ScimStepInput,
-        ScimStepResult,
-        TaskCompletion,
     )
+    from workflows.campaign_revoke import CampaignRevocations
+    from workflows.steps import failure_message
 
 _QUICK = timedelta(seconds=60)
 _DB = timedelta(minutes=10)
@@ -77,17 +64,8 @@ COLLECT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=8,
 )
-# SCIM revocations per batch; each is one deprovision_scim activity run concurrently.
-REVOKE_BATCH = 50
 REMINDER_BEFORE_DUE = timedelta(days=1)
 ESCALATION_BEFORE_DUE = timedelta(hours=4)
-
-
-def _cause(exc: BaseException) -> str:
-    inner = exc.__cause__ if isinstance(exc, ActivityError | ChildWorkflowError) else exc
-    if isinstance(inner, ApplicationError):
-        return inner.message
-    return str(inner or exc)
 
 
 def quarter_label(at: datetime) -> str:
@@ -106,7 +84,7 @@ def upload_instructions(campaign_id: str, name: str, app: CampaignAppPlan, due: 
 
 
 @workflow.defn
-class AccessReviewCampaignWorkflow:
+class AccessReviewCampaignWorkflow(CampaignRevocations):
     def __init__(self) -> None:
         self._status: CampaignStatus = "collecting"
         self._apps: dict[str, CampaignAppState] = {}
@@ -134,8 +112,8 @@ class AccessReviewCampaignWorkflow:
         if inp.trigger == "schedule":
             name = f"{inp.template.name} {quarter_label(self._started)}"
             self._template = inp.template.model_copy(update={"name": name})
-        plan: CampaignPlan = await workflow.execute_activity(
-            "campaign_begin",
+        plan: CampaignPlan = await workflow.execute_activity_method(
+            CampaignCollectActivities.begin,
             CampaignBeginInput(
                 campaign_id=self._id,
                 workflow_id=workflow.info().workflow_id,
@@ -145,7 +123,6 @@ class AccessReviewCampaignWorkflow:
                 trigger=inp.trigger,
                 actor=inp.actor,
             ),
-            result_type=CampaignPlan,
             start_to_close_timeout=_QUICK,
         )
         for p in plan.apps:
@@ -197,10 +174,9 @@ class AccessReviewCampaignWorkflow:
     async def _collect(self, p: CampaignAppPlan) -> None:
         try:
             if p.connector == "scim":
-                result: CollectResult = await workflow.execute_activity(
-                    "campaign_collect_scim",
+                result: CollectResult = await workflow.execute_activity_method(
+                    CampaignCollectActivities.collect_scim,
                     self._collect_input(p.app),
-                    result_type=CollectResult,
                     start_to_close_timeout=COLLECT_TIMEOUT,
                     heartbeat_timeout=COLLECT_HEARTBEAT,
                     retry_policy=COLLECT_RETRY,
@@ -216,11 +192,11 @@ class AccessReviewCampaignWorkflow:
             else:
                 await self._collect_manual(p)
         except ActivityError as exc:
-            self._set_app(p.app, "failed", detail=_cause(exc))
+            self._set_app(p.app, "failed", detail=failure_message(exc))
         state = self._apps[p.app]
         kind = "campaign.app_failed" if state.status == "failed" else "campaign.app_collected"
         event = AuditEventIn(
-            person_id=self._id,
+            subject=Subject.campaign(self._id),
             workflow_id=workflow.info().workflow_id,
             step_id=f"collect-{p.app}",
             kind=kind,
@@ -239,28 +215,20 @@ class AccessReviewCampaignWorkflow:
         await self._sync()
         window_hours = (self._due - self._started).total_seconds() / 3600
         try:
-            completion = await workflow.execute_child_workflow(
-                HumanTaskWorkflow.run,
-                HumanTaskInput(
-                    task_id=task_id,
-                    kind="csv_upload",
-                    app=p.app,
-                    run_id=self._id,
-                    parent_workflow_id=workflow.info().workflow_id,
-                    person_id=self._id,
-                    person_email="",
-                    assignees=p.uploaders,
-                    escalate_to=p.escalate_to,
-                    sla_hours=max(window_hours / 2, 0.001),
-                    instructions=upload_instructions(self._id, self._template.name, p, self._due),
-                ),
-                id=f"task-{task_id}",
+            completion = await self._campaign_task(
+                task_id,
+                "csv_upload",
+                p.app,
+                p.uploaders,
+                p.escalate_to,
+                max(window_hours / 2, 0.001),
+                upload_instructions(self._id, self._template.name, p, self._due),
             )
         except asyncio.CancelledError:
             self._set_app(p.app, "failed", detail="no CSV export was uploaded before the close")
             return
         except ChildWorkflowError as exc:
-            self._set_app(p.app, "failed", detail=_cause(exc))
+            self._set_app(p.app, "failed", detail=failure_message(exc))
             return
         if completion is None or completion.outcome == "could_not_complete":
             note = completion.note if completion else "task ended without a completion"
@@ -270,10 +238,9 @@ class AccessReviewCampaignWorkflow:
         else:
             self._set_app(p.app, "classifying", detail=f"uploaded by {completion.actor}")
             await self._sync()
-            result: CollectResult = await workflow.execute_activity(
-                "campaign_classify",
+            result: CollectResult = await workflow.execute_activity_method(
+                CampaignCollectActivities.classify,
                 self._collect_input(p.app),
-                result_type=CollectResult,
                 start_to_close_timeout=_DB,
             )
             self._set_app(p.app, "collected", result.accounts, f"{result.accounts} accounts")
@@ -302,8 +269,8 @@ class AccessReviewCampaignWorkflow:
         """Tell reviewers (or owners); a notification that keeps failing is audited and given
         up, it never fails the campaign."""
         try:
-            await workflow.execute_activity(
-                "campaign_notify",
+            await workflow.execute_activity_method(
+                CampaignNotifyActivities.notify,
                 CampaignNotifyInput(
                     campaign_id=self._id,
                     workflow_id=workflow.info().workflow_id,
@@ -317,12 +284,12 @@ class AccessReviewCampaignWorkflow:
             )
         except ActivityError as exc:
             failed = AuditEventIn(
-                person_id=self._id,
+                subject=Subject.campaign(self._id),
                 workflow_id=workflow.info().workflow_id,
                 step_id=f"notify-{step}",
                 kind=f"notify.{kind}.failed",
                 at=workflow.now().isoformat(),
-                detail={"campaign": self._id, "error": _cause(exc)},
+                detail={"campaign": self._id, "error": failure_message(exc)},
             )
             await self._sync([failed])
 
@@ -335,8 +302,8 @@ class AccessReviewCampaignWorkflow:
             reason = f"closed by {request.actor}" + (
                 f": {request.reason}" if request.reason else ""
             )
-        self._closed = await workflow.execute_activity(
-            "campaign_close_review",
+        self._closed = await workflow.execute_activity_method(
+            CampaignCloseActivities.close_review,
             CloseReviewInput(
                 campaign_id=self._id,
                 workflow_id=workflow.info().workflow_id,
@@ -345,165 +312,17 @@ class AccessReviewCampaignWorkflow:
                 reason=reason,
                 at=workflow.now(),
             ),
-            result_type=CloseReviewResult,
             start_to_close_timeout=_DB,
         )
         self._status = "revoking"
         await self._sync()
 
-    # -- revoke ----------------------------------------------------------------------------
-
-    async def _revoke(self, after_item: int) -> CampaignOutcome:
-        workflow_id = workflow.info().workflow_id
-        while True:
-            batch: RevocationBatch = await workflow.execute_activity(
-                "campaign_next_revocations",
-                RevocationBatchInput(
-                    campaign_id=self._id,
-                    workflow_id=workflow_id,
-                    after_item=after_item,
-                    limit=REVOKE_BATCH,
-                ),
-                result_type=RevocationBatch,
-                start_to_close_timeout=_DB,
-            )
-            if not batch.items:
-                break
-            outcomes = await asyncio.gather(*(self._revoke_one(ref) for ref in batch.items))
-            await workflow.execute_activity(
-                "campaign_record_revocations",
-                RevocationOutcomes(
-                    campaign_id=self._id, workflow_id=workflow_id, outcomes=list(outcomes)
-                ),
-                start_to_close_timeout=_DB,
-            )
-            after_item = batch.items[-1].item_id
-            info = workflow.info()
-            if (
-                info.is_continue_as_new_suggested()
-                or info.get_current_history_length() > self._inp.history_limit
-            ):
-                workflow.continue_as_new(
-                    self._inp.model_copy(
-                        update={
-                            "campaign_id": self._id,
-                            "resume": CampaignResume(
-                                started_at=self._started,
-                                due_at=self._due,
-                                after_item=after_item,
-                                failed_apps=self._failed_apps,
-                                version=self._version,
-                            ),
-                        }
-                    )
-                )
-
-        manual = await self._task_plans("manual_step")
-        failed_scim = await self._task_plans("exception")
-        await asyncio.gather(
-            *(self._manual_then_exception(p) for p in manual.tasks),
-            *(self._revocation_task(p) for p in failed_scim.tasks),
-        )
-        outcome: CampaignOutcome = await workflow.execute_activity(
-            "campaign_finish",
-            CampaignFinishInput(
-                campaign_id=self._id,
-                workflow_id=workflow_id,
-                failed_apps=self._failed_apps,
-                at=workflow.now(),
-            ),
-            result_type=CampaignOutcome,
-            start_to_close_timeout=_DB,
-        )
-        self._status = outcome.status
-        return outcome
-
-    async def _revoke_one(self, ref: RevocationRef) -> RevocationOutcome:
-        try:
-            result: ScimStepResult = await workflow.execute_activity(
-                "deprovision_scim",
-                ScimStepInput(
-                    app=ref.app,
-                    account_id=ref.account_id,
-                    account=ref.account,
-                    person_id=ref.person_id,
-                    workflow_id=workflow.info().workflow_id,
-                    step_id=f"{self._id}:item-{ref.item_id}:{ref.mode}",
-                    mode=ref.mode,
-                ),
-                result_type=ScimStepResult,
-                start_to_close_timeout=timedelta(seconds=120),
-                retry_policy=SCIM_RETRY,
-            )
-        except ActivityError as exc:
-            return RevocationOutcome(item_id=ref.item_id, status="failed", detail=_cause(exc))
-        groups = (
-            f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
-        )
-        return RevocationOutcome(
-            item_id=ref.item_id,
-            status="verified",
-            detail=f"{result.outcome}, read back {result.state}{groups}",
-        )
-
-    async def _task_plans(
-        self, kind: Literal["manual_step", "exception"], app: str | None = None
-    ) -> RevocationTaskPlans:
-        plans: RevocationTaskPlans = await workflow.execute_activity(
-            "campaign_revocation_tasks",
-            RevocationTasksInput(campaign_id=self._id, kind=kind, app=app),
-            result_type=RevocationTaskPlans,
-            start_to_close_timeout=_DB,
-        )
-        return plans
-
-    async def _manual_then_exception(self, plan: RevocationTaskPlan) -> None:
-        """A manual app's revocations; if they could not be completed, an exception task."""
-        await self._revocation_task(plan)
-        for exception in (await self._task_plans("exception", plan.app)).tasks:
-            await self._revocation_task(exception)
-
-    async def _revocation_task(self, plan: RevocationTaskPlan) -> None:
-        suffix = "revoke" if plan.kind == "manual_step" else "exception"
-        task_id = f"{self._id}-{plan.app}-{suffix}"
-        completion: TaskCompletion | None = await workflow.execute_child_workflow(
-            HumanTaskWorkflow.run,
-            HumanTaskInput(
-                task_id=task_id,
-                kind=plan.kind,
-                app=plan.app,
-                run_id=self._id,
-                parent_workflow_id=workflow.info().workflow_id,
-                person_id=self._id,
-                person_email="",
-                assignees=plan.assignees,
-                escalate_to=plan.escalate_to,
-                sla_hours=plan.sla_hours,
-                instructions=plan.instructions,
-            ),
-            id=f"task-{task_id}",
-        )
-        if completion is None:
-            return
-        await workflow.execute_activity(
-            "campaign_resolve_revocations",
-            ResolveRevocationsInput(
-                campaign_id=self._id,
-                workflow_id=workflow.info().workflow_id,
-                app=plan.app,
-                kind=plan.kind,
-                task_id=task_id,
-                completion=completion,
-            ),
-            start_to_close_timeout=_DB,
-        )
-
     # -- state -----------------------------------------------------------------------------
 
     async def _sync(self, events: list[AuditEventIn] | None = None) -> None:
         self._version += 1
-        await workflow.execute_activity(
-            "campaign_sync",
+        await workflow.execute_activity_method(
+            CampaignCollectActivities.sync,
             CampaignSyncInput(
                 campaign_id=self._id,
                 status=self._status,

@@ -15,6 +15,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
+    from activities.records import RecordActivities
+    from domain.audit import Subject
     from workflows.types import (
         AuditEventIn,
         HumanTaskInput,
@@ -24,8 +27,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRecord,
     )
 
-RECORD = "record_task"
-NOTIFY_CHANNELS = ("email", "chat")
+NOTIFY_CHANNELS = (("email", NotifyActivities.notify_email), ("chat", NotifyActivities.notify_chat))
 _QUICK = timedelta(seconds=30)
 # A notification that keeps failing is audited and given up; it never fails the task.
 _NOTIFY_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2))
@@ -112,7 +114,7 @@ class HumanTaskWorkflow:
     def _event(self, kind: str, detail: dict[str, Any], actor: str = "offboard") -> AuditEventIn:
         self._seq += 1
         return AuditEventIn(
-            person_id=self._task.person_id,
+            subject=Subject(kind=self._task.subject_kind, id=self._task.person_id),
             workflow_id=workflow.info().workflow_id,
             step_id=f"{self._seq}",
             kind=kind,
@@ -138,7 +140,9 @@ class HumanTaskWorkflow:
             completion=completion,
             event=self._event(kind, detail, actor),
         )
-        await workflow.execute_activity(RECORD, record, start_to_close_timeout=_QUICK)
+        await workflow.execute_activity_method(
+            RecordActivities.record_task, record, start_to_close_timeout=_QUICK
+        )
 
     async def _notify(self, kind: str, recipients: list[str], due: datetime) -> None:
         message = NotifyInput(
@@ -151,11 +155,11 @@ class HumanTaskWorkflow:
             due_at=due,
         )
         events = []
-        for channel in NOTIFY_CHANNELS:
+        for channel, send in NOTIFY_CHANNELS:
             event = self._event(f"notify.{kind}", {"recipients": recipients, "channel": channel})
             try:
-                outcome = await workflow.execute_activity(
-                    f"notify_{channel}",
+                outcome = await workflow.execute_activity_method(
+                    send,
                     message,
                     start_to_close_timeout=_QUICK,
                     retry_policy=_NOTIFY_RETRY,
@@ -167,7 +171,9 @@ class HumanTaskWorkflow:
                 event.kind = f"notify.{kind}.failed"
                 event.detail["error"] = str(exc.cause or exc)
             events.append(event)
-        await workflow.execute_activity("record_events", events, start_to_close_timeout=_QUICK)
+        await workflow.execute_activity_method(
+            RecordActivities.record_events, events, start_to_close_timeout=_QUICK
+        )
 
     @workflow.update
     async def complete(self, completion: TaskCompletion) -> str:

@@ -13,16 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    ChildWorkflowError,
-)
-from temporalio.exceptions import TimeoutError as TemporalTimeout
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
+    from domain.audit import Subject
     from workflows.human_task import HumanTaskWorkflow
+    from workflows.run_state import LIVE_STATUSES, derive_status
+    from workflows.steps import SCIM_RETRY, failure_message, verified_detail
     from workflows.types import (
         TERMINAL_STEPS,
         AppPlan,
@@ -60,28 +58,9 @@ VERIFIED_SOUNDNESS = "verified-soundness"
 # they wait there for their turn, durably, instead of inside a step's timeout), with the
 # catalog's step timeout.
 APP_ADMISSION = "app-admission"
-LIVE_STATUSES = ("running", "waiting_human")
 # How long planning keeps asking an app (429, outage) before that app's step becomes an
 # exception task; the other apps go ahead meanwhile.
 PLAN_BUDGET = timedelta(minutes=5)
-# Transient app failures (429, 5xx, timeouts, not yet verified) back off without an attempt
-# cap: the activity itself stops retrying once the step's retry budget is spent (a setting,
-# default one day) or the failure is permanent, and the step becomes an exception task.
-SCIM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-)
-
-
-def _cause(exc: BaseException) -> str:
-    inner = exc.__cause__ if isinstance(exc, ActivityError | ChildWorkflowError) else exc
-    # A timeout (e.g. the planning budget running out) carries the last attempt's failure.
-    if isinstance(inner, TemporalTimeout) and isinstance(inner.__cause__, ApplicationError):
-        inner = inner.__cause__
-    if isinstance(inner, ApplicationError):
-        return inner.message
-    return str(inner or exc)
 
 
 @workflow.defn
@@ -216,11 +195,11 @@ class OffboardingWorkflow:
         mode = "delete" if p.deprovision == "delete" else "deactivate"
         try:
             result = await self._deprovision(p, step_id, mode)
-            self._set(p.app, "verified", self._verified_detail(result))
+            self._set(p.app, "verified", verified_detail(result))
             if p.deprovision == "deactivate_then_delete" and result.state != "gone":
                 await self._delete_later(p, step_id)
         except ActivityError as exc:
-            error = _cause(exc)
+            error = failure_message(exc)
             self._set(p.app, "failed", error)
             self._event(step_id, "step.failed", p.app, {"error": error})
             return False
@@ -258,14 +237,7 @@ class OffboardingWorkflow:
         self._event(step_id, "step.delete_scheduled", p.app, {"at": delete_at.isoformat()})
         await workflow.sleep(delete_at - workflow.now())
         result = await self._deprovision(p, step_id, "delete")
-        self._set(p.app, "verified", self._verified_detail(result))
-
-    @staticmethod
-    def _verified_detail(result: ScimStepResult) -> str:
-        groups = (
-            f"; removed from {', '.join(result.groups_removed)}" if result.groups_removed else ""
-        )
-        return f"{result.outcome}, read back {result.state}{groups}"
+        self._set(p.app, "verified", verified_detail(result))
 
     async def _manual(self, p: AppPlan) -> bool:
         assert p.manual is not None
@@ -378,7 +350,7 @@ class OffboardingWorkflow:
                 **options,
             )
         except ActivityError as exc:
-            reason = f"could not look up the account: {_cause(exc)}"
+            reason = f"could not look up the account: {failure_message(exc)}"
             return base.model_copy(update={"action": "exception", "reason": reason})
         return plan
 
@@ -399,14 +371,7 @@ class OffboardingWorkflow:
         self._dirty = True
 
     def _derive_status(self) -> RunStatus:
-        statuses = {s.status for s in self._steps.values()}
-        if statuses & {"pending", "running"}:
-            return "running"
-        if "waiting_human" in statuses or self._open_exceptions:
-            return "waiting_human"
-        if "failed" in statuses:
-            return "failed"
-        return "completed"
+        return derive_status((s.status for s in self._steps.values()), bool(self._open_exceptions))
 
     def _summary(self) -> dict[str, Any]:
         return {s.app: s.status for s in self._steps.values()}
@@ -421,7 +386,7 @@ class OffboardingWorkflow:
     ) -> None:
         self._pending_events.append(
             AuditEventIn(
-                person_id=self._inp.person_id,
+                subject=Subject.person(self._inp.person_id),
                 workflow_id=workflow.info().workflow_id,
                 step_id=f"{workflow.info().run_id}:{step_id}",
                 kind=kind,
@@ -461,7 +426,9 @@ class OffboardingWorkflow:
                 effective_at=self._inp.effective_at,
                 version=self._version,
             )
-            await workflow.execute_activity("record_run", record, start_to_close_timeout=_QUICK)
+            await workflow.execute_activity_method(
+                RecordActivities.record_run, record, start_to_close_timeout=_QUICK
+            )
 
     async def _finish(self) -> None:
         """The last write: final status and completed_at, after every earlier one."""

@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.offboarding import SCIM_RETRY
+    from workflows.steps import SCIM_RETRY
     from workflows.types import Plan, PlanInput
 
 

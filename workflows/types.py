@@ -1,33 +1,21 @@
-"""Inputs, outputs and state of the workflows; everything that crosses Temporal is one of these."""
+"""Inputs, outputs and state of the offboarding and human-task workflows (what crosses Temporal)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-StepStatus = Literal[
-    "pending", "running", "verified", "waiting_human", "done", "skipped", "failed", "cancelled"
-]
-RunStatus = Literal["scheduled", "running", "waiting_human", "completed", "failed", "cancelled"]
-Outcome = Literal["done", "not_applicable", "could_not_complete"]
-TaskKind = Literal["manual_step", "exception", "csv_upload"]
-
-TERMINAL_STEPS: frozenset[str] = frozenset({"verified", "done", "skipped", "cancelled"})
-
-
-class AuditEventIn(BaseModel):
-    """An event to append; (workflow_id, step_id, kind) makes a retried write a no-op."""
-
-    person_id: str
-    workflow_id: str
-    step_id: str
-    kind: str
-    at: str
-    actor: str = "offboard"
-    app: str | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
+# The vocabulary lives in domain/; these names stay importable from here (explicit re-exports).
+from domain.audit import AuditEventIn as AuditEventIn
+from domain.audit import SubjectKind
+from domain.status import TERMINAL_STEPS as TERMINAL_STEPS
+from domain.status import Outcome as Outcome
+from domain.status import RunStatus as RunStatus
+from domain.status import StepStatus as StepStatus
+from domain.status import TaskKind as TaskKind
+from domain.status import TaskStatus
 
 
 class OffboardingInput(BaseModel):
@@ -150,8 +138,10 @@ class HumanTaskInput(BaseModel):
     app: str
     run_id: str
     parent_workflow_id: str
+    # Whose trail the task's events land on: person_id names a person, or a campaign.
     person_id: str
     person_email: str
+    subject_kind: SubjectKind = "person"
     assignees: list[str]
     escalate_to: list[str] = Field(default_factory=list)
     sla_hours: float = 24
@@ -179,7 +169,7 @@ class TaskRecord(BaseModel):
     """Task row writes from the HumanTaskWorkflow."""
 
     task: HumanTaskInput
-    status: Literal["open", "done", "cancelled"]
+    status: TaskStatus
     due_at: datetime | None = None
     completion: TaskCompletion | None = None
     event: AuditEventIn
@@ -198,216 +188,3 @@ class NotifyInput(BaseModel):
 class RetryRequest(BaseModel):
     app: str
     actor: str
-
-
-# -- access-review campaigns -----------------------------------------------------------------
-
-ReviewerMode = Literal["manager", "app_owner"]
-NoDecision = Literal["keep", "revoke"]
-CampaignStatus = Literal["collecting", "reviewing", "revoking", "completed", "failed"]
-Classification = Literal["active_employee", "terminated_but_active", "orphan", "service_account"]
-Decision = Literal["pending", "keep", "revoke"]
-RevocationStatus = Literal["pending", "verified", "done", "failed"]
-AppCollection = Literal["collecting", "waiting_upload", "classifying", "collected", "failed"]
-CampaignNotifyKind = Literal["review_assigned", "review_reminder", "review_escalation"]
-
-
-class CampaignTemplate(BaseModel):
-    """What a campaign reviews and how; a Schedule starts campaigns from one of these."""
-
-    name: str = Field(min_length=1, max_length=200)
-    apps: list[str] | None = None  # None: every app in the catalog
-    due_in_days: float = Field(default=14, gt=0, le=365)
-    reviewer: ReviewerMode = "manager"
-    on_no_decision: NoDecision = "keep"
-
-
-class CampaignResume(BaseModel):
-    """Carried over continue-as-new: the review is closed and SCIM revocations are under way."""
-
-    started_at: datetime
-    due_at: datetime
-    after_item: int = 0
-    failed_apps: list[str] = Field(default_factory=list)
-    # The status mirror's version keeps growing across runs, so no write is mistaken for stale.
-    version: int = 0
-
-
-class CampaignInput(BaseModel):
-    template: CampaignTemplate
-    # The API and the CLI create the row first (read-your-writes) and pass its id and due time;
-    # a Schedule passes neither: the workflow id is then the campaign id.
-    campaign_id: str | None = None
-    due_at: datetime | None = None
-    trigger: Literal["api", "cli", "schedule"] = "api"
-    actor: str = "offboard"
-    resume: CampaignResume | None = None
-    # The revocation loop continues as new past this many history events (well under
-    # Temporal's 50k); lower only to exercise continue-as-new.
-    history_limit: int = Field(default=4000, ge=50)
-
-
-class CampaignBeginInput(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    template: CampaignTemplate
-    started_at: datetime
-    due_at: datetime
-    trigger: str
-    actor: str
-
-
-class CampaignAppPlan(BaseModel):
-    app: str
-    name: str
-    connector: Literal["scim", "manual"]
-    # Who uploads a manual app's CSV export (the app's owners, else its manual assignees).
-    uploaders: list[str] = Field(default_factory=list)
-    escalate_to: list[str] = Field(default_factory=list)
-    sla_hours: float = 24
-
-
-class CampaignPlan(BaseModel):
-    apps: list[CampaignAppPlan]
-
-
-class CollectInput(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    app: str
-
-
-class CollectResult(BaseModel):
-    """Counts only: the accounts themselves go to the DB in batches, never into history."""
-
-    app: str
-    accounts: int
-    skipped_inactive: int = 0
-
-
-class CampaignAppState(BaseModel):
-    status: AppCollection = "collecting"
-    accounts: int = 0
-    detail: str = ""
-
-
-class CampaignSyncInput(BaseModel):
-    """The campaign row's status for the API, plus audit events, in one write."""
-
-    campaign_id: str
-    status: CampaignStatus
-    apps: dict[str, CampaignAppState] = Field(default_factory=dict)
-    completed_at: datetime | None = None
-    events: list[AuditEventIn] = Field(default_factory=list)
-    version: int = 0
-
-
-class CampaignNotifyInput(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    kind: CampaignNotifyKind
-    # Makes the audit write idempotent per notification moment.
-    step_id: str
-    at: datetime
-    due_at: datetime
-
-
-class CloseReviewInput(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    on_no_decision: NoDecision
-    actor: str
-    reason: str
-    at: datetime
-
-
-class CloseReviewResult(BaseModel):
-    items: int
-    keep: int
-    revoke: int
-    auto_decided: int
-    scim_revocations: int
-    manual_apps: list[str] = Field(default_factory=list)
-
-
-class CloseRequest(BaseModel):
-    actor: str
-    reason: str = ""
-
-
-class RevocationBatchInput(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    after_item: int
-    limit: int
-
-
-class RevocationRef(BaseModel):
-    item_id: int
-    app: str
-    account_id: str
-    account: str
-    person_id: str
-    mode: Literal["deactivate", "delete"]
-
-
-class RevocationBatch(BaseModel):
-    items: list[RevocationRef]
-
-
-class RevocationOutcome(BaseModel):
-    item_id: int
-    status: Literal["verified", "failed"]
-    detail: str
-
-
-class RevocationOutcomes(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    outcomes: list[RevocationOutcome]
-
-
-class RevocationTaskPlan(BaseModel):
-    """A human task for one app: revoke its manual items, or resolve failed SCIM revocations."""
-
-    app: str
-    kind: Literal["manual_step", "exception"]
-    count: int
-    assignees: list[str]
-    escalate_to: list[str] = Field(default_factory=list)
-    sla_hours: float = 24
-    instructions: str
-
-
-class RevocationTaskPlans(BaseModel):
-    tasks: list[RevocationTaskPlan]
-
-
-class RevocationTasksInput(BaseModel):
-    campaign_id: str
-    kind: Literal["manual_step", "exception"]
-    app: str | None = None
-
-
-class ResolveRevocationsInput(BaseModel):
-    """A human finished an app's revocation task: its items become done (or stay failed)."""
-
-    campaign_id: str
-    workflow_id: str
-    app: str
-    kind: Literal["manual_step", "exception"]
-    task_id: str
-    completion: TaskCompletion
-
-
-class CampaignFinishInput(BaseModel):
-    campaign_id: str
-    workflow_id: str
-    failed_apps: list[str] = Field(default_factory=list)
-    at: datetime
-
-
-class CampaignOutcome(BaseModel):
-    campaign_id: str
-    status: CampaignStatus
-    counts: dict[str, int] = Field(default_factory=dict)

@@ -1,5 +1,15 @@
-"""The web UI: server-rendered Jinja2 pages with a little htmx, served by the API process."""
+"""The web UI: server-rendered Jinja2 pages with a little htmx, served by the API process.
 
-from api.web.routes import STATIC_DIR, router
+The pages follow the JSON API's rules and share its code paths (``services``).
+"""
+
+from fastapi import APIRouter
+
+from api.web.pages import audit, auth, runs, tasks
+from api.web.render import STATIC_DIR
+
+router = APIRouter()
+for _page in (auth, tasks, runs, audit):
+    router.include_router(_page.router)
 
 __all__ = ["STATIC_DIR", "router"]

@@ -1,34 +1,25 @@
-"""``offboard apps check [APP]``: probe each SCIM app, read only, and suggest catalog settings.
+"""Probe a SCIM app, read only, and suggest catalog settings (``offboard apps check``).
 
 For every SCIM app: reach the base URL, authenticate, read ServiceProviderConfig (PATCH, ETag,
 filter, bulk), look up the configured ``probe_user`` and its groups. Only GET requests reach
-the app (OAuth2 apps also POST to their token endpoint, which is not the app). Exit 1 when an
-app is unusable, 2 for an unknown app id.
+the app (OAuth2 apps also POST to their token endpoint, which is not the app).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 from scim2_models import ServiceProviderConfig
 
-from cli.main import _catalog, _settings, apps_app, err
 from config import AppConfig, ScimSettings
 from connectors.base import AuthError, ConfigError, ConnectorError, TransientError
 from connectors.registry import require_credentials, scim_credentials, scim_http_client
 from connectors.scim import ScimConnector
 
 Status = Literal["ok", "warn", "fail", "info"]
-MARK = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]"}
-MARK["info"] = "[dim]info[/dim]"
 MATCHES: tuple[Literal["userName", "email", "externalId"], ...] = (
     "userName",
     "email",
@@ -58,6 +49,7 @@ class AppReport:
 
 
 async def check_app(app: AppConfig, env: Mapping[str, str]) -> AppReport:
+    """Probe one SCIM app with the credentials ``env`` holds; the findings say what to fix."""
     report = AppReport(app)
     scim = app.scim
     assert scim is not None
@@ -242,55 +234,10 @@ async def _probe_paging(connector: ScimConnector, report: AppReport) -> None:
             )
 
 
-def render(report: AppReport, console: Console) -> None:
-    app = report.app
-    assert app.scim is not None
-    verdict = "[green]usable[/green]" if report.usable else "[red]UNUSABLE[/red]"
-    table = Table(
-        "check",
-        "result",
-        "detail",
-        "suggestion",
-        title=f"{app.name} ({app.id}): {verdict}",
-        title_justify="left",
-    )
-    for f in report.findings:
-        table.add_row(f.check, MARK[f.status], f.detail, f.suggestion)
-    console.print(table)
-    settings = [
+def suggested_settings(report: AppReport) -> list[str]:
+    """The catalog lines the findings suggest (``key: value``, under the app's ``scim:``)."""
+    return [
         f.suggestion.split("-> ")[-1].removeprefix("set ")
         for f in report.findings
         if f.suggestion.startswith("set ") or "-> set " in f.suggestion
     ]
-    if settings:
-        console.print(f"Suggested catalog settings for {app.id} (under scim:):")
-        for line in settings:
-            console.print(f"  {line}", highlight=False)
-
-
-@apps_app.command("check")
-def apps_check(
-    app: Annotated[str | None, typer.Argument(help="One app id; default: every SCIM app.")] = None,
-) -> None:
-    """Probe SCIM apps (read only): reach, auth, ServiceProviderConfig, the probe user."""
-    catalog = _catalog(_settings())
-    apps = catalog.apps
-    if app is not None:
-        apps = [a for a in catalog.apps if a.id == app]
-        if not apps:
-            known = ", ".join(a.id for a in catalog.apps) or "none"
-            err.print(f"unknown app {app!r} (catalog apps: {known})")
-            raise typer.Exit(2)
-    console = Console(soft_wrap=True)
-    unusable: list[str] = []
-    for entry in apps:
-        if entry.scim is None:
-            console.print(f"{entry.name} ({entry.id}): {entry.connector} app, nothing to probe")
-            continue
-        report = asyncio.run(check_app(entry, os.environ))
-        render(report, console)
-        if not report.usable:
-            unusable.append(entry.id)
-    if unusable:
-        err.print(f"unusable: {', '.join(unusable)}")
-        raise typer.Exit(1)

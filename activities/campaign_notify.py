@@ -1,0 +1,97 @@
+"""Access-review notices: tell each reviewer (or, escalated, each app owner) what is pending."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import structlog
+from sqlalchemy import func
+from sqlmodel import col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.campaign_base import CampaignActivityBase, campaign_event
+from db import audit
+from db.models import CampaignItem
+from workflows.campaign_messages import CampaignNotifyInput
+
+log = structlog.get_logger("offboard.campaign")
+
+
+class CampaignNotifyActivities(CampaignActivityBase):
+    @activity.defn(name="campaign_notify")
+    def notify(self, inp: CampaignNotifyInput) -> int:
+        """Tell each reviewer (or, for the escalation, each app owner) what is still pending.
+
+        Recipients are computed here from the DB, so the workflow carries no lists. Each
+        message is logged with its deep link; the campaign's trail records who was told what.
+        """
+        with self._sessions() as session:
+            campaign = self._campaign(session, inp.campaign_id)
+            pending = (
+                CampaignItem.campaign_id == inp.campaign_id,
+                CampaignItem.decision == "pending",
+                col(CampaignItem.classification).is_not(None),
+            )
+            if inp.kind == "review_escalation":
+                per_app = session.exec(
+                    select(CampaignItem.app, func.count()).where(*pending).group_by("app")
+                ).all()
+                counts: Counter[str] = Counter()
+                for app_id, n in per_app:
+                    for owner in self._app(app_id).reviewers:
+                        counts[owner] += n
+            else:
+                per_reviewer = session.exec(
+                    select(CampaignItem.reviewer, func.count())
+                    .where(*pending, col(CampaignItem.reviewer).is_not(None))
+                    .group_by("reviewer")
+                ).all()
+                counts = Counter({str(r): n for r, n in per_reviewer})
+        link = f"{self._public_url}/campaigns/{inp.campaign_id}"
+        subject = {
+            "review_assigned": "Access review {name}: {n} accounts to review by {due}",
+            "review_reminder": "Reminder: access review {name}: {n} accounts still to review, "
+            "due {due}",
+            "review_escalation": "Escalation: access review {name}: {n} accounts in your apps "
+            "have no decision; due {due}, then on_no_decision={policy} applies",
+        }[inp.kind]
+        due = inp.due_at.strftime("%Y-%m-%d %H:%M UTC")
+        failed: list[str] = []
+        for recipient, n in sorted(counts.items()):
+            line = subject.format(name=campaign.name, n=n, due=due, policy=campaign.on_no_decision)
+            log.info(
+                "campaign.notify",
+                kind=inp.kind,
+                to=recipient,
+                subject=line,
+                link=f"{link}/items?reviewer=me",
+            )
+            if self._mailer is not None:
+                body = f"{line}\n\nReview them here: {link}/items?reviewer=me\n"
+                try:
+                    # A sync activity runs in a worker thread, so it may run its own loop.
+                    asyncio.run(self._mailer.send([recipient], line, body))
+                except ApplicationError:
+                    # Never fail the campaign over a notice: the trail records who missed it.
+                    failed.append(recipient)
+        shown = dict(sorted(counts.items())[:200])
+        event = campaign_event(
+            inp.campaign_id,
+            inp.workflow_id,
+            inp.step_id,
+            f"notify.{inp.kind}",
+            {
+                "recipients": shown,
+                "recipient_count": len(counts),
+                "email_failed": failed[:200],
+                "pending_items": sum(counts.values()),
+                "due_at": inp.due_at.isoformat(),
+            },
+            at=inp.at,
+        )
+        audit.append(self._sessions, [event])
+        return len(counts)
+
+    # -- close -------------------------------------------------------------------------------

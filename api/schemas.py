@@ -1,0 +1,281 @@
+"""Response models: the shapes the outside relies on (DESIGN.md), shown at /docs.
+
+Every route declares one of these as its ``response_model``; the services hand back plain
+views that these validate. Times are ISO-8601 as Python writes them (``+00:00``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, PlainSerializer
+
+from domain.status import (
+    AppCollection,
+    CampaignStatus,
+    Classification,
+    Decision,
+    Outcome,
+    ReviewerMode,
+    RevocationStatus,
+    RunStatus,
+    StepStatus,
+    TaskKind,
+    TaskStatus,
+    Verdict,
+)
+
+Instant = Annotated[datetime, PlainSerializer(lambda v: v.isoformat(), return_type=str)]
+
+
+class PersonRef(BaseModel):
+    id: str
+    email: str
+
+
+# -- offboardings ---------------------------------------------------------------------------
+
+
+class StepView(BaseModel):
+    app: str
+    connector: str
+    status: StepStatus
+    account: str | None
+    detail: str
+    updated_at: Instant | None
+
+
+class RunView(BaseModel):
+    run_id: str
+    workflow_id: str
+    person: PersonRef
+    status: RunStatus
+    reason: str
+    trigger: str
+    effective_at: Instant | None
+    apps: list[StepView]
+    created_at: Instant
+    completed_at: Instant | None
+
+
+class RunStarted(BaseModel):
+    run_id: str
+    joined: bool
+
+
+class PlannedApp(BaseModel):
+    app: str
+    action: Literal["deprovision", "manual_task", "skip", "exception"]
+    account: str | None
+    reason: str
+
+
+class DryRun(BaseModel):
+    dry_run: Literal[True]
+    person: PersonRef
+    apps: list[PlannedApp]
+
+
+class RunCancelling(BaseModel):
+    run_id: str
+    status: Literal["cancelling"]
+
+
+class RunApproved(BaseModel):
+    run_id: str
+    approved_by: str
+    at: Instant
+
+
+class StepRetrying(BaseModel):
+    run_id: str
+    app: str
+    status: Literal["retrying"]
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+class TaskView(BaseModel):
+    id: str
+    kind: TaskKind
+    app: str
+    run_id: str
+    person: PersonRef
+    assignees: list[str]
+    status: TaskStatus
+    due_at: Instant | None
+    instructions: str
+    outcome: Outcome | None
+    note: str | None
+    completed_by: str | None
+    completed_at: Instant | None
+
+
+# -- campaigns ------------------------------------------------------------------------------
+
+
+class Counts(BaseModel):
+    items: int
+    decided: int
+    keep: int
+    revoke: int
+    pending: int
+
+
+class AppCollectionState(BaseModel):
+    status: AppCollection
+    accounts: int = 0
+    detail: str = ""
+
+
+class CampaignView(BaseModel):
+    id: str
+    name: str
+    status: CampaignStatus
+    apps: list[str]
+    reviewer: ReviewerMode
+    on_no_decision: Verdict
+    trigger: str
+    created_by: str
+    created_at: str | None
+    due_at: str | None
+    closed_at: str | None
+    completed_at: str | None
+    collection: dict[str, AppCollectionState]
+    counts: Counts
+
+
+class CloseOutcome(BaseModel):
+    items: int
+    keep: int
+    revoke: int
+    auto_decided: int
+    scim_revocations: int
+    manual_apps: list[str]
+
+
+class CampaignClosed(CampaignView):
+    closed: CloseOutcome
+
+
+class ItemPerson(BaseModel):
+    id: str
+    email: str | None
+    name: str | None
+
+
+class ReviewFields(BaseModel):
+    classification: Classification | None
+    last_sign_in: str | None
+    groups: list[str]
+    reviewer: str | None
+    decision: Decision
+    justification: str
+    decided_by: str | None
+    decided_at: str | None
+    auto_decided: bool
+    revocation: RevocationStatus | None
+    revocation_detail: str | None
+    verified_at: str | None
+
+
+class ItemView(ReviewFields):
+    id: int
+    app: str
+    account: str
+    account_id: str
+    person: ItemPerson | None
+
+
+class BulkDecided(BaseModel):
+    decided: int
+    items: list[ItemView]
+
+
+class UploadAccepted(BaseModel):
+    campaign: str
+    app: str
+    accepted: int
+    skipped_inactive: int
+    sha256: str
+    task_id: str
+
+
+class ReportRow(ReviewFields):
+    app: str
+    account: str
+    account_id: str
+    person_id: str | None
+    person_email: str | None
+    person_name: str | None
+
+
+class ReportSummary(BaseModel):
+    items: int
+    by_decision: dict[str, int]
+    by_classification: dict[str, int]
+    auto_decided: int
+    revocations: dict[str, int]
+    apps: dict[str, AppCollectionState]
+    created_at: str | None
+    closed_at: str | None
+    completed_at: str | None
+    time_to_close_seconds: float | None
+    time_to_complete_seconds: float | None
+
+
+class CampaignReport(BaseModel):
+    campaign: CampaignView
+    summary: ReportSummary
+    rows: list[ReportRow]
+
+
+# -- audit, people, webhooks, health --------------------------------------------------------
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    at: str
+    kind: str
+    app: str | None
+    actor: str
+    detail: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+
+class PersonTrail(BaseModel):
+    person: str
+    events: list[AuditEventOut]
+    chain_valid: bool
+
+
+class CampaignTrail(BaseModel):
+    campaign: str
+    events: list[AuditEventOut]
+    chain_valid: bool
+
+
+class Imported(BaseModel):
+    imported: int
+
+
+class HrAccepted(BaseModel):
+    run_id: str | None
+    event_id: str
+
+
+class HrDuplicate(BaseModel):
+    run_id: str | None
+    duplicate: Literal[True]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]
