@@ -111,8 +111,10 @@ class CampaignCollectActivities(CampaignActivityBase):
             restarts = 0
             batch: list[Account] = []
             while True:
+                # A fresh pager per try: its evidence is that of the listing that completed.
+                pager = connector.pager("/Users")
                 try:
-                    async for account in connector.list_users():
+                    async for account in connector.list_users(pager):
                         if account.id in seen:
                             continue
                         seen.add(account.id)
@@ -142,25 +144,26 @@ class CampaignCollectActivities(CampaignActivityBase):
         except ConnectorError as exc:
             raise to_application_error(inp.app, exc) from exc
         stored = await asyncio.to_thread(self._count, inp.campaign_id, inp.app)
-        return CollectResult(app=inp.app, accounts=stored, skipped_inactive=skipped)
+        listing = pager.listing
+        return CollectResult(
+            app=inp.app,
+            accounts=stored,
+            skipped_inactive=skipped,
+            listed=listing.collected,
+            reported=listing.reported,
+            query=listing.query,
+        )
 
     async def _group_names(self, connector: ScimConnector) -> dict[str, list[str]]:
-        """account id -> names of its groups, from one listing of /Groups (cheap: one pager)."""
+        """account id -> names of its groups, from one listing of /Groups (the same pager as
+        every listing: an early end is a loud error, not a shorter list)."""
         members: dict[str, list[str]] = {}
-        start, size = 1, connector.settings.page_size
         try:
-            for _ in range(connector.settings.max_pages):
-                page = await connector.get_json("/Groups", {"startIndex": start, "count": size})
-                groups = [g for g in page.get("Resources") or [] if isinstance(g, dict)]
-                for group in groups:
-                    name = str(group.get("displayName") or group.get("id"))
-                    for member in group.get("members") or []:
-                        if isinstance(member, dict) and member.get("value") is not None:
-                            members.setdefault(str(member["value"]), []).append(name)
-                start += len(groups)
-                total = page.get("totalResults")
-                if not groups or (isinstance(total, int) and start > total):
-                    break
+            async for group in connector.pager("/Groups"):
+                name = str(group.get("displayName") or group.get("id"))
+                for member in group.get("members") or []:
+                    if isinstance(member, dict) and member.get("value") is not None:
+                        members.setdefault(str(member["value"]), []).append(name)
         except ConnectorError as exc:
             if exc.retryable:
                 raise

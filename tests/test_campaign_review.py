@@ -220,6 +220,9 @@ async def test_campaign_collects_classifies_reviews_revokes_and_proves(
         "imanage": "collected",
     }
     assert campaign["collection"]["ironclad"]["accounts"] == 13  # old.timer is inactive
+    # The population as evidence: what was listed, by which query, against the app's own count.
+    detail = campaign["collection"]["ironclad"]["detail"]
+    assert "14 listed by GET /Users (the app reported 14)" in detail, detail
     assert campaign["counts"] == {"items": 21, "decided": 0, "keep": 0, "revoke": 0, "pending": 21}
 
     # -- Classification and reviewers.

@@ -187,7 +187,10 @@ class AccessReviewCampaignWorkflow(CampaignRevocations):
                     else ""
                 )
                 self._set_app(
-                    p.app, "collected", result.accounts, f"{result.accounts} accounts{skipped}"
+                    p.app,
+                    "collected",
+                    result.accounts,
+                    f"{result.accounts} accounts{skipped}{result.population()}",
                 )
             else:
                 await self._collect_manual(p)

@@ -85,6 +85,20 @@ class CollectResult(BaseModel):
     app: str
     accounts: int
     skipped_inactive: int = 0
+    # Evidence of a complete population: what the listing returned, what the app said its
+    # size was (totalResults; None when it did not say), and the query that listed it.
+    listed: int = 0
+    reported: int | None = None
+    query: str = ""
+
+    def population(self) -> str:
+        """e.g. ``; 250 listed by GET /Users (the app reported 250)``."""
+        if not self.query:
+            return ""
+        reported = (
+            "did not report a total" if self.reported is None else f"reported {self.reported}"
+        )
+        return f"; {self.listed} listed by {self.query} (the app {reported})"
 
 
 class CampaignAppState(BaseModel):
