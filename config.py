@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workflows.types import IDP_CONNECTORS, Connector
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore")
@@ -245,8 +247,6 @@ class GoogleSettings(ApiSettings):
         return [self.credentials_env]
 
 
-IDP_CONNECTORS = ("okta", "entra", "google")
-Connector = Literal["scim", "manual", "okta", "entra", "google"]
 
 
 class AppConfig(_Strict):

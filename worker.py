@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.campaign import CampaignActivities
 from activities.deprovision import DeprovisionActivities
+from activities.idp import IdpActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
 from activities.records import RecordActivities
@@ -42,6 +43,7 @@ def build_worker(
     budget = settings.step_retry_budget_seconds
     plan = PlanActivities(catalog, registry, sessions)
     deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
+    idp = IdpActivities(catalog, registry, sessions, budget)
     records = RecordActivities(sessions)
     notify = NotifyActivities(
         settings.effective_public_url,
@@ -65,6 +67,7 @@ def build_worker(
                 plan.plan_offboarding,
                 plan.plan_app,
                 deprovision.deprovision_scim,
+                idp.deprovision_idp,
                 records.record_events,
                 records.record_run,
                 records.record_task,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -23,6 +24,18 @@ def render_instructions(template: str, person_id: str, email: str, name: str) ->
     return _templates.from_string(template).render(person_id=person_id, email=email, name=name)
 
 
+def skeleton(app: AppConfig) -> AppPlan:
+    """An app's plan before its account is looked up: skip, until planning says otherwise."""
+    return AppPlan(
+        app=app.id,
+        name=app.name,
+        connector=app.connector,
+        idp=app.idp,
+        action="skip",
+        owners=app.owners,
+    )
+
+
 class PlanActivities(AppActivities):
     def _person_name(self, person_id: str) -> str:
         with self._sessions() as session:
@@ -40,11 +53,7 @@ class PlanActivities(AppActivities):
             raise ApplicationError(
                 f"unknown app(s): {', '.join(unknown)}", type="config", non_retryable=True
             )
-        return [
-            AppPlan(app=a.id, name=a.name, connector=a.connector, action="skip", owners=a.owners)
-            for a in self._catalog.apps
-            if inp.apps is None or a.id in inp.apps
-        ]
+        return [skeleton(a) for a in self._catalog.apps if inp.apps is None or a.id in inp.apps]
 
     @activity.defn(name="plan_offboarding")
     async def plan_offboarding(self, inp: PlanInput) -> Plan:
@@ -78,9 +87,7 @@ class PlanActivities(AppActivities):
         return await self._plan_app(app, inp, name)
 
     async def _plan_app(self, app: AppConfig, inp: PlanInput, name: str) -> AppPlan:
-        base = AppPlan(
-            app=app.id, name=app.name, connector=app.connector, action="skip", owners=app.owners
-        )
+        base = skeleton(app)
         if self._catalog.is_protected(inp.email):
             return base.model_copy(update={"reason": "protected account"})
         if app.manual is not None:
@@ -97,32 +104,41 @@ class PlanActivities(AppActivities):
             return base.model_copy(
                 update={"action": "manual_task", "account": inp.email, "manual": manual}
             )
-        assert app.scim is not None
-        value = inp.person_id if app.scim.match == "externalId" else inp.email
+        extra: dict[str, Any] = {}
+        match: str = "login or email"
+        value = inp.email
+        if app.scim is not None:
+            match = app.scim.match
+            value = inp.person_id if match == "externalId" else inp.email
+            extra = {
+                "deprovision": app.scim.deprovision,
+                "delete_after_days": app.scim.delete_after_days,
+            }
         try:
-            lookup = await self._registry.scim(app.id).lookup(value)
+            if app.scim is not None:
+                verb = app.scim.deprovision.replace("_", " ")
+                lookup = await self._registry.scim(app.id).lookup(value)
+            else:
+                idp = self._registry.idp(app.id)
+                verb = f"{idp.verb}; revoke sessions"
+                lookup = await idp.lookup(value)
         except ConnectorError as exc:
             if exc.retryable:
                 raise to_application_error(app.id, exc) from exc
             return base.model_copy(update={"action": "exception", "reason": exc.message})
-        scim = {
-            "deprovision": app.scim.deprovision,
-            "delete_after_days": app.scim.delete_after_days,
-        }
         accounts = lookup.accounts
         if not accounts:
             reason = f"no account found; tried {'; '.join(lookup.tried)}"
             action = "skip" if app.on_no_account == "skip" else "exception"
             if action == "exception":
                 reason += " (on_no_account: exception: a person checks the app)"
-            return base.model_copy(update={"action": action, "reason": reason, **scim})
+            return base.model_copy(update={"action": action, "reason": reason, **extra})
         if len(accounts) > 1:
             ids = ", ".join(a.id for a in accounts)
-            reason = f"ambiguous: {len(accounts)} accounts match {app.scim.match} = {value} ({ids})"
-            return base.model_copy(update={"action": "exception", "reason": reason, **scim})
+            reason = f"ambiguous: {len(accounts)} accounts match {match} = {value} ({ids})"
+            return base.model_copy(update={"action": "exception", "reason": reason, **extra})
         account = accounts[0]
-        update = {"account": account.user_name, "account_id": account.id, **scim}
+        update = {"account": account.user_name, "account_id": account.id, **extra}
         if self._catalog.is_protected(account.user_name, *account.emails):
             return base.model_copy(update={**update, "reason": "protected account"})
-        verb = app.scim.deprovision.replace("_", " ")
         return base.model_copy(update={**update, "action": "deprovision", "reason": verb})

@@ -13,6 +13,8 @@ StepStatus = Literal[
 RunStatus = Literal["scheduled", "running", "waiting_human", "completed", "failed", "cancelled"]
 Outcome = Literal["done", "not_applicable", "could_not_complete"]
 TaskKind = Literal["manual_step", "exception", "csv_upload"]
+Connector = Literal["scim", "manual", "okta", "entra", "google"]
+IDP_CONNECTORS: frozenset[str] = frozenset({"okta", "entra", "google"})
 
 TERMINAL_STEPS: frozenset[str] = frozenset({"verified", "done", "skipped", "cancelled"})
 
@@ -71,7 +73,9 @@ class ManualPlan(BaseModel):
 class AppPlan(BaseModel):
     app: str
     name: str
-    connector: Literal["scim", "manual"]
+    connector: Connector
+    # An identity provider: its step starts first, the other apps after it (or a wait).
+    idp: bool = False
     action: Literal["deprovision", "manual_task", "skip", "exception"]
     account: str | None = None
     account_id: str | None = None
@@ -137,6 +141,25 @@ class ScimStepResult(BaseModel):
     outcome: Literal["deactivated", "deleted", "gone"]
     groups_removed: list[str] = Field(default_factory=list)
     state: Literal["inactive", "gone"]
+    events: list[AuditEventIn] = Field(default_factory=list)
+
+
+class IdpStepInput(BaseModel):
+    """Disable one IdP account and revoke its sessions (the activity ``deprovision_idp``)."""
+
+    app: str
+    account_id: str
+    account: str | None
+    person_id: str
+    workflow_id: str
+    step_id: str
+
+
+class IdpStepResult(BaseModel):
+    outcome: Literal["disabled", "already_disabled", "gone"]
+    sessions: Literal["revoked", "gone"]
+    read_back: str  # the IdP's own word: SUSPENDED, accountEnabled=false, ...
+    # Written by the workflow together with the step's new status.
     events: list[AuditEventIn] = Field(default_factory=list)
 
 
