@@ -97,6 +97,10 @@ class VendorServer:
         with self.lock:
             self._faults.append(_Fault(n, status, method, path_contains, headers or [], data))
 
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
     def count(self, method: str, path_contains: str = "") -> int:
         with self.lock:
             return sum(1 for r in self.requests if r.method == method and path_contains in r.path)

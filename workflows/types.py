@@ -44,6 +44,8 @@ class OffboardingInput(BaseModel):
     hold_for_approval: bool = False
     # The starting request also arrives as a join signal (signal-with-start); this tells it apart.
     start_token: str = ""
+    # OFFBOARD_IDP_WAIT_SECONDS: how long the apps wait for the IdP steps at most.
+    idp_wait_seconds: float = 60.0
 
 
 class JoinRequest(BaseModel):

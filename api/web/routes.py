@@ -562,6 +562,9 @@ def _run_context(session: Session, catalog: Catalog, run: OffboardingRun) -> dic
     view = run_view(session, run)
     for app in view["apps"]:
         app["name"] = app_name(catalog, app["app"])
+    # Identity providers first: their steps run first and gate everything else.
+    idps = {a.id for a in catalog.apps if a.idp}
+    view["apps"].sort(key=lambda a: a["app"] not in idps)
     tasks = session.exec(
         select(HumanTask).where(HumanTask.run_id == run.run_id).order_by(col(HumanTask.created_at))
     ).all()
