@@ -247,8 +247,6 @@ class GoogleSettings(ApiSettings):
         return [self.credentials_env]
 
 
-
-
 class AppConfig(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: str

@@ -17,8 +17,10 @@ from activities.idp import IdpActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
 from activities.records import RecordActivities
+from activities.signals import SignalActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
+from connectors.ssf import signing_key
 from db.session import session_factory
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
@@ -45,6 +47,9 @@ def build_worker(
     deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
     idp = IdpActivities(catalog, registry, sessions, budget)
     records = RecordActivities(sessions)
+    signals = SignalActivities(
+        catalog, registry, sessions, settings.effective_public_url, lambda: signing_key(settings)
+    )
     notify = NotifyActivities(
         settings.effective_public_url,
         smtp_url=secret(settings.smtp_url),
@@ -68,6 +73,7 @@ def build_worker(
                 plan.plan_app,
                 deprovision.deprovision_scim,
                 idp.deprovision_idp,
+                signals.share_session_revoked,
                 records.record_events,
                 records.record_run,
                 records.record_task,

@@ -16,6 +16,7 @@ from api.routes import (
     offboardings,
     people,
     people_import,
+    ssf,
     tasks,
     webhooks,
 )
@@ -38,6 +39,7 @@ def create_app(settings: Settings, catalog: Catalog, client: Client | None = Non
     for module in (webhooks, offboardings, tasks, people, people_import, campaigns):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(health.router)
+    app.include_router(ssf.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

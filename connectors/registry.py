@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 import httpx
 from pydantic import SecretStr
 
-from config import Catalog, ScimSettings
+from config import ApiSettings, Catalog, ScimSettings, SsfReceiver
+from connectors.api_transport import ApiTransport
 from connectors.auth import BearerToken, Credentials, OAuth2ClientCredentials
 from connectors.base import ConfigError
 from connectors.idp import IdpConnector
 from connectors.idp_build import api_http_client, build_idp_connector, require_env
 from connectors.scim import ScimConnector
+from connectors.ssf import receiver_transport
 
 ResponseObserver = Callable[[str, int], None]
 
@@ -86,6 +88,7 @@ class ConnectorRegistry:
         self._env = env if env is not None else os.environ
         self._scim: dict[str, ScimConnector] = {}
         self._idp: dict[str, IdpConnector] = {}
+        self._receivers: dict[tuple[str, str], ApiTransport] = {}
         self._clients: list[httpx.AsyncClient] = []
 
     def scim(self, app_id: str) -> ScimConnector:
@@ -123,9 +126,23 @@ class ConnectorRegistry:
         self._idp[app_id] = connector
         return connector
 
+    def ssf_receiver(self, receiver: SsfReceiver) -> ApiTransport:
+        """The push transport of one Shared Signals receiver (built once per worker)."""
+        key = (receiver.url, receiver.audience)
+        transport = self._receivers.get(key)
+        if transport is None:
+            if receiver.token_env:
+                require_env(f"ssf receiver {receiver.url}", [receiver.token_env], self._env)
+            client = api_http_client(ApiSettings())
+            self._clients.append(client)
+            transport = receiver_transport(receiver, client, self._env)
+            self._receivers[key] = transport
+        return transport
+
     async def aclose(self) -> None:
         for client in self._clients:
             await client.aclose()
         self._clients.clear()
         self._scim.clear()
         self._idp.clear()
+        self._receivers.clear()

@@ -10,6 +10,8 @@ the apps still finish.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +20,8 @@ import yaml
 from connectors.registry import ConnectorRegistry
 from tests.conftest import SCIM_TOKEN, TOKEN_ENV, ScimApp, Stack, StackFactory, steps, terminated
 from tests.idp_support import Idps, idps  # noqa: F401
+from tests.ssf_receiver import SESSION_REVOKED, SsfReceiver
+from tests.test_end_to_end import save_history
 from tests.test_scim_stack import open_exception
 
 pytestmark = pytest.mark.slow
@@ -25,10 +29,11 @@ pytestmark = pytest.mark.slow
 DAVE = 3
 
 
-def catalog(idps: Idps, **okta: Any) -> str:
+def catalog(idps: Idps, receivers: list[dict[str, str]] | None = None, **okta: Any) -> str:
     """Okta (the IdP) and Ironclad (SCIM); ``{base_url}`` is filled in by make_stack."""
     return yaml.safe_dump(
         {
+            "ssf_receivers": receivers or [],
             "apps": [
                 {
                     "id": "ironclad",
@@ -38,16 +43,24 @@ def catalog(idps: Idps, **okta: Any) -> str:
                     "scim": {"base_url": "{base_url}", "token_env": TOKEN_ENV},
                 },
                 idps.app("okta", **okta),
-            ]
+            ],
         }
     )
+
+
+@pytest.fixture
+def receiver() -> Iterator[SsfReceiver]:
+    server = SsfReceiver().start()
+    yield server
+    server.stop()
 
 
 async def idp_stack(
     make_stack: StackFactory, scim_app: ScimApp, idps: Idps, text: str, **settings: Any
 ) -> Stack:
     stack = await make_stack(scim_app, catalog_text=text, worker=False, **settings)
-    stack.registry = ConnectorRegistry(stack.catalog, env={TOKEN_ENV: SCIM_TOKEN, **idps.env})
+    env = {TOKEN_ENV: SCIM_TOKEN, "SSF_RECEIVER_TOKEN": SsfReceiver.token, **idps.env}
+    stack.registry = ConnectorRegistry(stack.catalog, env=env)
     await stack.start_worker()
     return stack
 
@@ -64,12 +77,28 @@ def kinds(trail: dict[str, Any]) -> list[str]:
 
 
 async def test_termination_disables_the_idp_user_before_the_apps(
-    make_stack: StackFactory, scim_app: ScimApp, idps: Idps
+    make_stack: StackFactory, scim_app: ScimApp, idps: Idps, receiver: SsfReceiver
 ) -> None:
-    stack = await idp_stack(make_stack, scim_app, idps, catalog(idps))
+    """...and tells the Shared Signals receivers, each answer on the trail: one verifies the
+    SET against offboard's JWKS and accepts it, one is told the wrong audience and refuses."""
+    receivers = [
+        {
+            "url": receiver.endpoint,
+            "audience": receiver.audience,
+            "token_env": "SSF_RECEIVER_TOKEN",
+        },
+        {
+            "url": receiver.endpoint,
+            "audience": "https://other.example.com",
+            "token_env": "SSF_RECEIVER_TOKEN",
+        },
+    ]
+    stack = await idp_stack(make_stack, scim_app, idps, catalog(idps, receivers))
+    receiver.transmitter = str(stack.http.base_url).rstrip("/")
     email = scim_app.users[DAVE].email
     run_id = await start(stack, scim_app, DAVE)
     run = await stack.wait_run(run_id, lambda r: r["status"] == "completed", timeout=60)
+    await save_history(stack, run["workflow_id"], run_id, env="OFFBOARD_SAVE_IDP_HISTORY")
     assert steps(run) == {"okta": "verified", "ironclad": "verified"}
     okta_step = next(a for a in run["apps"] if a["app"] == "okta")
     assert okta_step["detail"] == "disabled; sessions revoked; read back SUSPENDED"
@@ -90,6 +119,22 @@ async def test_termination_disables_the_idp_user_before_the_apps(
     assert started["detail"] == {"after": "idp_settled", "idp": {"okta": "verified"}}
     cut = next(e for e in trail["events"] if e["kind"] == "scim.deactivated")
     assert started["at"] <= cut["at"]
+
+    # The SET: signed with the key at /.well-known/jwks.json, about Dave's sessions.
+    [claims] = receiver.received
+    assert claims["sub_id"] == {"format": "email", "email": email}
+    assert claims["iss"] == receiver.transmitter and claims["txn"] == run_id
+    event = claims["events"][SESSION_REVOKED]
+    assert event["initiating_entity"] == "policy"
+    assert receiver.headers_seen[0]["typ"] == "secevent+jwt"
+    answers = {e["detail"]["audience"]: e for e in trail["events"] if e["kind"].startswith("ssf.")}
+    delivered = answers[receiver.audience]
+    assert (delivered["kind"], delivered["detail"]["status"]) == ("ssf.delivered", 202)
+    assert delivered["detail"]["jti"] == claims["jti"]
+    refused = answers["https://other.example.com"]
+    assert refused["kind"] == "ssf.failed" and refused["detail"]["status"] == 400
+    assert "invalid_audience" in refused["detail"]["error"]
+    assert SsfReceiver.token not in json.dumps(trail)
     assert trail["chain_valid"]
 
 

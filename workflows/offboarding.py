@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         ScimStepInput,
         ScimStepResult,
+        SignalInput,
         StepState,
         StepStatus,
         TaskCompletion,
@@ -50,6 +51,14 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _QUICK = timedelta(seconds=30)
+# Shared Signals pushes: receivers answered are audited; unreachable ones are retried a few
+# times, then audited as failed (the run does not wait on them any longer).
+SSF_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+)
 # Since this patch a SCIM step's audit events come back with its result and are written with
 # the step's new status, in one transaction (one write per step fewer under a burst). Writes
 # stay regular activities: as local ones they held workflow tasks open while queueing for the
@@ -169,29 +178,51 @@ class OffboardingWorkflow:
         idps = [p for p in runnable if p.idp]
         tasks = [asyncio.create_task(self._run_app(p)) for p in idps]
         apps = [p for p in runnable if not p.idp]
-        if idps and apps:
-            for p in apps:
-                self._steps[p.app].detail = "waiting for the identity provider steps"
+        if not idps:
+            return tasks + [asyncio.create_task(self._run_app(p)) for p in apps]
+        for p in apps:
+            self._steps[p.app].detail = "waiting for the identity provider steps"
 
-            def settled() -> bool:
-                return all(self._steps[p.app].status not in ("pending", "running") for p in idps)
+        def settled() -> bool:
+            return all(self._steps[p.app].status not in ("pending", "running") for p in idps)
 
-            wait = timedelta(seconds=self._inp.idp_wait_seconds)
-            try:
-                if wait > timedelta(0):
-                    await workflow.wait_condition(
-                        lambda: self._cancel_reason is not None or settled(), timeout=wait
-                    )
-            except TimeoutError:
-                pass
-            if self._cancel_reason is not None:
-                return tasks
-            detail = {
-                "after": "idp_settled" if settled() else "idp_wait_elapsed",
-                "idp": {p.app: self._steps[p.app].status for p in idps},
-            }
-            self._event("run", "run.apps_started", None, detail)
+        wait = timedelta(seconds=self._inp.idp_wait_seconds)
+        try:
+            if wait > timedelta(0):
+                await workflow.wait_condition(
+                    lambda: self._cancel_reason is not None or settled(), timeout=wait
+                )
+        except TimeoutError:
+            pass
+        if self._cancel_reason is not None:
+            return tasks
+        detail = {
+            "after": "idp_settled" if settled() else "idp_wait_elapsed",
+            "idp": {p.app: self._steps[p.app].status for p in idps},
+        }
+        self._event("run", "run.apps_started", None, detail)
+        tasks.append(asyncio.create_task(self._share_signals()))
         return tasks + [asyncio.create_task(self._run_app(p)) for p in apps]
+
+    async def _share_signals(self) -> None:
+        """CAEP session-revoked to the Shared Signals receivers; the activity audits each
+        answer, so only a failure to run it at all is recorded here."""
+        signal = SignalInput(
+            person_id=self._inp.person_id,
+            email=self._inp.email,
+            workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
+            at=workflow.now(),
+        )
+        try:
+            await workflow.execute_activity(
+                "share_session_revoked",
+                signal,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=SSF_RETRY,
+            )
+        except ActivityError as exc:
+            self._event("ssf", "ssf.failed", None, {"error": _cause(exc)})
 
     async def _wait_until_effective(self) -> bool:
         """Hold for approval (burst guard) and until effective_at; False when cancelled first."""

@@ -165,6 +165,21 @@ class IdpStepResult(BaseModel):
     events: list[AuditEventIn] = Field(default_factory=list)
 
 
+class SignalInput(BaseModel):
+    """A CAEP session-revoked SET for ``email`` to every Shared Signals receiver."""
+
+    person_id: str
+    email: str
+    workflow_id: str
+    run_id: str
+    at: datetime  # when the sessions were revoked (the IdP steps settled)
+
+
+class SignalResult(BaseModel):
+    delivered: int
+    failed: int
+
+
 class HumanTaskInput(BaseModel):
     task_id: str
     kind: TaskKind
