@@ -1,5 +1,7 @@
 """``offboard apps check [APP]``: probe each SCIM app, read only, and suggest catalog settings.
 
+IdP apps (Okta, Entra ID, Google Workspace) are probed by ``cli/idp_check.py``.
+
 For every SCIM app: reach the base URL, authenticate, read ServiceProviderConfig (PATCH, ETag,
 filter, bulk), look up the configured ``probe_user`` and its groups. Only GET requests reach
 the app (OAuth2 apps also POST to their token endpoint, which is not the app). Exit 1 when an
@@ -244,7 +246,6 @@ async def _probe_paging(connector: ScimConnector, report: AppReport) -> None:
 
 def render(report: AppReport, console: Console) -> None:
     app = report.app
-    assert app.scim is not None
     verdict = "[green]usable[/green]" if report.usable else "[red]UNUSABLE[/red]"
     table = Table(
         "check",
@@ -263,16 +264,18 @@ def render(report: AppReport, console: Console) -> None:
         if f.suggestion.startswith("set ") or "-> set " in f.suggestion
     ]
     if settings:
-        console.print(f"Suggested catalog settings for {app.id} (under scim:):")
+        console.print(f"Suggested catalog settings for {app.id} (under {app.connector}:):")
         for line in settings:
             console.print(f"  {line}", highlight=False)
 
 
 @apps_app.command("check")
 def apps_check(
-    app: Annotated[str | None, typer.Argument(help="One app id; default: every SCIM app.")] = None,
+    app: Annotated[str | None, typer.Argument(help="One app id; default: every app.")] = None,
 ) -> None:
-    """Probe SCIM apps (read only): reach, auth, ServiceProviderConfig, the probe user."""
+    """Probe SCIM and IdP apps (read only): reach, auth, permissions, the probe user."""
+    from cli.idp_check import check_idp_app  # it builds on this module's AppReport
+
     catalog = _catalog(_settings())
     apps = catalog.apps
     if app is not None:
@@ -284,10 +287,13 @@ def apps_check(
     console = Console(soft_wrap=True)
     unusable: list[str] = []
     for entry in apps:
-        if entry.scim is None:
+        if entry.scim is not None:
+            report = asyncio.run(check_app(entry, os.environ))
+        elif entry.idp_settings is not None:
+            report = asyncio.run(check_idp_app(entry, os.environ))
+        else:
             console.print(f"{entry.name} ({entry.id}): {entry.connector} app, nothing to probe")
             continue
-        report = asyncio.run(check_app(entry, os.environ))
         render(report, console)
         if not report.usable:
             unusable.append(entry.id)

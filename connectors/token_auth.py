@@ -33,6 +33,12 @@ from connectors.base import AuthError, ConfigError, ConnectorError, TransientErr
 EXPIRY_MARGIN_SECONDS = 30.0
 # OAuth errors that a later try may not get (RFC 6749 5.2 and common practice).
 TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+# The credential itself is wrong (401-like); any other refusal is about what it may do (403).
+BAD_CREDENTIAL_ERRORS = frozenset({"invalid_client", "invalid_grant"})
+
+
+def _refusal_status(code: str) -> int:
+    return 401 if code in BAD_CREDENTIAL_ERRORS else 403
 
 
 class Token:
@@ -131,7 +137,8 @@ def oauth_client_credentials(
                 raise TransientError(f"{where}: {exc.error}") from None
             raise AuthError(
                 f"{app_id}: authentication failed: {where.removeprefix(f'{app_id}: ')} refused "
-                f"{source} ({exc.error})"
+                f"{source} ({exc.error})",
+                status=_refusal_status(str(exc.error)),
             ) from None
         except requests.HTTPError as exc:
             raise _http_error(where, exc.response, source) from None
@@ -182,7 +189,8 @@ def google_service_account(
             raise AuthError(
                 f"{app_id}: authentication failed: {where.removeprefix(f'{app_id}: ')} refused "
                 f"{source} acting as "
-                f"{subject} ({code}); domain-wide delegation must grant {', '.join(scopes)}"
+                f"{subject} ({code}); domain-wide delegation must grant {', '.join(scopes)}",
+                status=_refusal_status(code),
             ) from None
         except google_errors.TransportError as exc:
             raise TransientError(f"{where}: {type(exc).__name__}") from None
