@@ -42,8 +42,9 @@ def signing_key(settings: Settings) -> RSAKey:
 
     Raises ConfigError when ``OFFBOARD_SSF_SIGNING_KEY`` is not an RSA private key (PEM).
     """
-    if settings.ssf_signing_key is not None:
-        return _import(settings.ssf_signing_key.get_secret_value(), "$OFFBOARD_SSF_SIGNING_KEY")
+    configured = settings.ssf_signing_key.get_secret_value() if settings.ssf_signing_key else ""
+    if configured:  # empty counts as unset (compose passes an unset variable as "")
+        return _import(configured, "$OFFBOARD_SSF_SIGNING_KEY")
     path = (settings.data_dir / KEY_FILE).resolve()
     if not path.exists():
         _create(path)
