@@ -94,14 +94,7 @@ class EntraConnector:
         user = await self.transport.get_json(
             self._user(account_id), {"$select": "id,accountEnabled"}, missing_ok=True
         )
-        if user is None:
-            return IdpReadBack(state="gone", raw="404")
-        enabled = user.get("accountEnabled") if isinstance(user, dict) else None
-        if enabled is False:
-            return IdpReadBack(state="disabled", raw="accountEnabled=false")
-        if enabled is True:
-            return IdpReadBack(state="enabled", raw="accountEnabled=true")
-        return IdpReadBack(state="unknown", raw=f"accountEnabled={enabled!r}")
+        return IdpReadBack.of_flag(user, "accountEnabled", disabled_when=False)
 
     async def probe(self) -> Probe:
         await self.transport.get_json("/v1.0/users", {"$top": 1, "$select": "id"})

@@ -82,14 +82,7 @@ class GoogleConnector:
 
     async def read_back(self, account_id: str) -> IdpReadBack:
         user = await self.transport.get_json(_user(account_id), missing_ok=True)
-        if user is None:
-            return IdpReadBack(state="gone", raw="404")
-        suspended = user.get("suspended") if isinstance(user, dict) else None
-        if suspended is True:
-            return IdpReadBack(state="disabled", raw="suspended=true")
-        if suspended is False:
-            return IdpReadBack(state="enabled", raw="suspended=false")
-        return IdpReadBack(state="unknown", raw=f"suspended={suspended!r}")
+        return IdpReadBack.of_flag(user, "suspended", disabled_when=True)
 
     async def probe(self) -> Probe:
         await self.transport.get_json(USERS, {"customer": "my_customer", "maxResults": 1})

@@ -7,6 +7,7 @@ read-back that shows the account disabled (or gone) verifies the step.
 
 from __future__ import annotations
 
+import json
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -26,6 +27,17 @@ class IdpReadBack(BaseModel):
     @property
     def verified(self) -> bool:
         return self.state in ("disabled", "gone")
+
+    @classmethod
+    def of_flag(cls, user: object, field: str, disabled_when: bool) -> IdpReadBack:
+        """From a boolean field of a user resource (None: 404); anything else is unknown."""
+        if user is None:
+            return cls(state="gone", raw="404")
+        value = user.get(field) if isinstance(user, dict) else None
+        raw = f"{field}={json.dumps(value)}"
+        if isinstance(value, bool):
+            return cls(state="disabled" if value is disabled_when else "enabled", raw=raw)
+        return cls(state="unknown", raw=raw)
 
 
 class Probe(BaseModel):

@@ -70,6 +70,15 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+def serve_wsgi(app: Callable[..., Iterable[bytes]]) -> WSGIServer:
+    """Serve ``app`` on a free loopback port, one thread per request, until ``shutdown()``."""
+    server = make_server("127.0.0.1", 0, app, server_class=_Threading, handler_class=_Quiet)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return server
+
+
 @dataclass
 class VendorServer:
     routes: list[tuple[str, re.Pattern[str], Handler]] = field(default_factory=list)
@@ -151,12 +160,8 @@ class VendorServer:
         return json_response(404, {"error": f"no route {request.method} {request.path}"})
 
     def start(self) -> Self:
-        server = make_server("127.0.0.1", 0, self, server_class=_Threading, handler_class=_Quiet)
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_port}"
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve_wsgi(self)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
         return self
 
     def stop(self) -> None:
