@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workflows.types import IDP_CONNECTORS, Connector
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OFFBOARD_", extra="ignore")
@@ -63,6 +65,13 @@ class Settings(BaseSettings):
     # runtime metrics (task latencies, slots, polls) on the second port.
     worker_metrics_port: int = 9464
     worker_sdk_metrics_port: int = 9465
+    # IdP steps (catalog ``idp: true``) start first; the other apps start once every IdP step
+    # is verified (or needs a person), or after this many seconds, whichever comes first.
+    idp_wait_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # The private key (PEM) that signs Shared Signals SETs. Unset: a key generated once into
+    # <data_dir>/ssf-signing-key.pem (fine for `offboard dev`; set this in production so every
+    # worker and API replica signs and publishes the same key).
+    ssf_signing_key: SecretStr | None = None
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
@@ -194,13 +203,87 @@ class ManualSettings(_Strict):
     repeat_every_hours: Annotated[float, Field(gt=0)] = 24
 
 
+class ApiSettings(_Strict):
+    """How an IdP's REST API is called: the same retry and pacing rules as SCIM apps."""
+
+    rate_limit_per_minute: Annotated[int | None, Field(gt=0)] = None
+    max_concurrent_requests: Annotated[int, Field(ge=1)] = 4
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    request_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    max_retry_after_seconds: Annotated[float, Field(gt=0)] = 900.0
+    max_pause_in_step_seconds: Annotated[float, Field(ge=0)] = 20.0
+    # A known account `offboard apps check` looks up (read only) to prove matching works.
+    probe_user: str | None = None
+
+
+class OktaSettings(ApiSettings):
+    """Okta: an API token (``Authorization: SSWS``) in $token_env, or an OAuth 2.0 service
+    app (client credentials, ``private_key_jwt`` with the private key PEM in $key_env)."""
+
+    org_url: Annotated[str, Field(pattern=r"^https?://")]
+    # suspend: reversible, the user keeps app assignments; deactivate: DEPROVISIONED.
+    action: Literal["suspend", "deactivate"] = "suspend"
+    token_env: str | None = None
+    client_id: str | None = None
+    key_env: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["okta.users.manage"])
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> OktaSettings:
+        oauth = self.client_id is not None or self.key_env is not None
+        if self.token_env and oauth:
+            raise ValueError("okta: use token_env (API token) or client_id + key_env, not both")
+        if oauth and not (self.client_id and self.key_env):
+            raise ValueError("okta: private_key_jwt needs both client_id and key_env")
+        if not self.token_env and not oauth:
+            raise ValueError("okta: needs token_env, or client_id + key_env")
+        return self
+
+    @property
+    def credential_envs(self) -> list[str]:
+        return [self.token_env] if self.token_env else [self.key_env or ""]
+
+
+class EntraSettings(ApiSettings):
+    """Microsoft Entra ID via Microsoft Graph, OAuth 2.0 client credentials (app-only)."""
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret_env: str
+    graph_url: Annotated[str, Field(pattern=r"^https?://")] = "https://graph.microsoft.com"
+    login_url: Annotated[str, Field(pattern=r"^https?://")] = "https://login.microsoftonline.com"
+
+    @property
+    def credential_envs(self) -> list[str]:
+        return [self.client_secret_env]
+
+
+class GoogleSettings(ApiSettings):
+    """Google Workspace Admin SDK: a service account key (JSON) in $credentials_env with
+    domain-wide delegation, acting as ``admin_email``."""
+
+    credentials_env: str
+    admin_email: str = Field(min_length=3)
+    api_url: Annotated[str, Field(pattern=r"^https?://")] = "https://admin.googleapis.com"
+
+    @property
+    def credential_envs(self) -> list[str]:
+        return [self.credentials_env]
+
+
 class AppConfig(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: str
     owners: list[str] = Field(default_factory=list)
-    connector: Literal["scim", "manual"]
+    connector: Connector
     scim: ScimSettings | None = None
     manual: ManualSettings | None = None
+    okta: OktaSettings | None = None
+    entra: EntraSettings | None = None
+    google: GoogleSettings | None = None
+    # Identity providers: their steps (disable, revoke sessions) run before every other app's.
+    # Defaults to true for the okta, entra and google connectors.
+    idp: bool = False
     # No account found for the leaver: skip the app (the default), or open an exception task
     # for apps where everyone has an account, so a person checks.
     on_no_account: Literal["skip", "exception"] = "skip"
@@ -210,6 +293,18 @@ class AppConfig(_Strict):
         if self.scim is None or self.scim.admission is None:
             return None
         return f"{base}.{self.id}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _idp_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "idp" not in data and data.get("connector") in IDP_CONNECTORS:
+            return {**data, "idp": True}
+        return data
+
+    @property
+    def idp_settings(self) -> OktaSettings | EntraSettings | GoogleSettings | None:
+        """The IdP connector's section, or None for SCIM and manual apps."""
+        return self.okta or self.entra or self.google
 
     @model_validator(mode="after")
     def _connector_section(self) -> AppConfig:
@@ -228,10 +323,27 @@ class AppConfig(_Strict):
         return owners
 
 
+class SsfReceiver(_Strict):
+    """A Shared Signals receiver: SETs are pushed (RFC 8935) to ``url``, with ``aud``
+    ``audience``, and ``Authorization: Bearer $token_env`` when set."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    audience: str = Field(min_length=1)
+    token_env: str | None = None
+
+
 class Catalog(_Strict):
     apps: list[AppConfig] = Field(default_factory=list)
     protected_accounts: list[str] = Field(default_factory=list)
     service_accounts: list[str] = Field(default_factory=list)
+    # CAEP session-revoked SETs go to these after a run's IdP steps.
+    ssf_receivers: list[SsfReceiver] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _receivers_follow_an_idp(self) -> Catalog:
+        if self.ssf_receivers and not any(a.idp for a in self.apps):
+            raise ValueError("ssf_receivers: SETs follow the IdP step; no app has idp: true")
+        return self
 
     @field_validator("apps")
     @classmethod

@@ -26,11 +26,14 @@ from activities.campaign_collect import CampaignCollectActivities
 from activities.campaign_notify import CampaignNotifyActivities
 from activities.campaign_revoke import CampaignRevokeActivities
 from activities.deprovision import DeprovisionActivities
+from activities.idp import IdpActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
 from activities.records import RecordActivities
+from activities.signals import SignalActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
+from connectors.ssf import signing_key
 from db.session import session_factory
 from metrics import count_scim_response, serve_metrics
 from temporal_client import connect
@@ -85,7 +88,11 @@ def build_worker(
     budget = settings.step_retry_budget_seconds
     plan = PlanActivities(catalog, registry, sessions, task_queue=queue)
     deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
+    idp = IdpActivities(catalog, registry, sessions, budget)
     records = RecordActivities(sessions)
+    signals = SignalActivities(
+        catalog, registry, sessions, settings.effective_public_url, lambda: signing_key(settings)
+    )
     notify = NotifyActivities(
         settings.effective_public_url,
         smtp_url=secret(settings.smtp_url),
@@ -129,6 +136,8 @@ def build_worker(
                 plan.plan_offboarding,
                 plan.plan_app,
                 deprovision.deprovision_scim,
+                idp.deprovision_idp,
+                signals.share_session_revoked,
                 records.record_events,
                 records.record_run,
                 records.record_task,

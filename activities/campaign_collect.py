@@ -9,6 +9,7 @@ import asyncio
 import structlog
 from sqlmodel import Session
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.campaign_base import (
     BATCH,
@@ -45,8 +46,16 @@ class CampaignCollectActivities(CampaignActivityBase):
     @activity.defn(name="campaign_begin")
     def begin(self, inp: CampaignBeginInput) -> CampaignPlan:
         """Create (or find) the campaign row and return which apps to collect, and how."""
-        wanted = inp.template.apps or [a.id for a in self._catalog.apps]
+        # Reviews cover SCIM and manual apps; IdP accounts are not collected (yet).
+        wanted = inp.template.apps or [a.id for a in self._catalog.apps if a.idp_settings is None]
         apps = [self._app(a) for a in dict.fromkeys(wanted)]
+        idps = [a.id for a in apps if a.idp_settings is not None]
+        if idps:
+            raise ApplicationError(
+                f"access reviews do not cover IdP apps yet: {', '.join(idps)}",
+                type="config",
+                non_retryable=True,
+            )
 
         def upsert(session: Session) -> None:
             row = session.get(Campaign, inp.campaign_id)

@@ -14,14 +14,13 @@ like permanent ones, become an exception task.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Literal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import AppActivities
-from activities.errors import to_application_error
+from activities.errors import step_failure, to_application_error
 from activities.step_evidence import StepRecorder
 from connectors.base import ConnectorError, GroupRef, ReadBack
 from connectors.scim import ScimConnector
@@ -70,20 +69,8 @@ class DeprovisionActivities(AppActivities):
                 f"{inp.app}: {exc.message}", type="verify", non_retryable=not exc.retryable
             )
             cause, still_active = None, exc.still_active
-        done = recorder.progress.summary(still_active)
-        spent = (datetime.now(UTC) - info.scheduled_time).total_seconds()
-        give_up = error.non_retryable or spent >= self._budget
-        message = error.message
-        if recorder.progress.outcome is not None:
-            message = f"{inp.app}: {done}; not verified: {message.removeprefix(f'{inp.app}: ')}"
-        if give_up and not error.non_retryable:
-            message += f" (still failing after {spent / 3600:.1f} h of retries)"
-        raise ApplicationError(
-            message,
-            type=error.type,
-            non_retryable=give_up,
-            next_retry_delay=error.next_retry_delay,
-        ) from cause
+        done = recorder.progress.summary(still_active) if recorder.progress.outcome else None
+        raise step_failure(inp.app, error, done, info.scheduled_time, self._budget) from cause
 
     async def _deprovision(self, inp: ScimStepInput, recorder: StepRecorder) -> ScimStepResult:
         scim = self._catalog.app(inp.app).scim

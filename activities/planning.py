@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -96,6 +97,7 @@ class PlanActivities(AppActivities):
             app=app.id,
             name=app.name,
             connector=app.connector,
+            idp=app.idp,
             action="skip",
             owners=app.owners,
             task_queue=app.task_queue(self._task_queue),
@@ -120,33 +122,42 @@ class PlanActivities(AppActivities):
             return base.model_copy(
                 update={"action": "manual_task", "account": inp.email, "manual": manual}
             )
-        assert app.scim is not None
-        value = inp.person_id if app.scim.match == "externalId" else inp.email
+        extra: dict[str, Any] = {}
+        match: str = "login or email"
+        value = inp.email
+        if app.scim is not None:
+            match = app.scim.match
+            value = inp.person_id if match == "externalId" else inp.email
+            extra = {
+                "deprovision": app.scim.deprovision,
+                "delete_after_days": app.scim.delete_after_days,
+            }
         try:
-            lookup = await self._registry.scim(app.id).lookup(value)
+            if app.scim is not None:
+                verb = app.scim.deprovision.replace("_", " ")
+                lookup = await self._registry.scim(app.id).lookup(value)
+            else:
+                idp = self._registry.idp(app.id)
+                verb = f"{idp.verb}; revoke sessions"
+                lookup = await idp.lookup(value)
         except ConnectorError as exc:
             if exc.retryable and activity.info().attempt < PLAN_ATTEMPTS:
                 raise to_application_error(app.id, exc) from exc
             reason = exc.message if not exc.retryable else f"could not look up: {exc.message}"
             return base.model_copy(update={"action": "exception", "reason": reason})
-        scim = {
-            "deprovision": app.scim.deprovision,
-            "delete_after_days": app.scim.delete_after_days,
-        }
         accounts = lookup.accounts
         if not accounts:
             reason = f"no account found; tried {'; '.join(lookup.tried)}"
             action = "skip" if app.on_no_account == "skip" else "exception"
             if action == "exception":
                 reason += " (on_no_account: exception: a person checks the app)"
-            return base.model_copy(update={"action": action, "reason": reason, **scim})
+            return base.model_copy(update={"action": action, "reason": reason, **extra})
         if len(accounts) > 1:
             ids = ", ".join(a.id for a in accounts)
-            reason = f"ambiguous: {len(accounts)} accounts match {app.scim.match} = {value} ({ids})"
-            return base.model_copy(update={"action": "exception", "reason": reason, **scim})
+            reason = f"ambiguous: {len(accounts)} accounts match {match} = {value} ({ids})"
+            return base.model_copy(update={"action": "exception", "reason": reason, **extra})
         account = accounts[0]
-        update = {"account": account.user_name, "account_id": account.id, **scim}
+        update = {"account": account.user_name, "account_id": account.id, **extra}
         if self._catalog.is_protected(account.user_name, *account.emails):
             return base.model_copy(update={**update, "reason": "protected account"})
-        verb = app.scim.deprovision.replace("_", " ")
         return base.model_copy(update={**update, "action": "deprovision", "reason": verb})

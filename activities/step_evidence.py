@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -52,17 +52,32 @@ class StepProgress:
         return "; ".join(parts) if parts else "nothing changed in the app yet"
 
 
-class StepRecorder:
+class StepRef(Protocol):
+    """What identifies a step's events: whose, which run and step, which app and account."""
+
+    @property
+    def person_id(self) -> str: ...
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def step_id(self) -> str: ...
+    @property
+    def app(self) -> str: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def account_id(self) -> str: ...
+
+
+class StepTrail:
     """Appends one step's events to the trail, keyed so a retry never duplicates them."""
 
-    def __init__(self, sessions: Callable[[], Session], inp: ScimStepInput, attempt: int) -> None:
+    def __init__(self, sessions: Callable[[], Session], inp: StepRef) -> None:
         self._sessions = sessions
-        self._inp = inp
-        self._attempt = attempt
-        self.progress = StepProgress()
+        self._ref = inp
 
     def event(self, kind: str, detail: dict[str, Any], step_id: str | None = None) -> AuditEventIn:
-        inp = self._inp
+        inp = self._ref
         return AuditEventIn(
             person_id=inp.person_id,
             workflow_id=inp.workflow_id,
@@ -75,6 +90,16 @@ class StepRecorder:
 
     async def write(self, *events: AuditEventIn) -> None:
         await asyncio.to_thread(audit.append, self._sessions, events)
+
+
+class StepRecorder(StepTrail):
+    """A SCIM step's side effects: deactivated/deleted/gone, groups removed."""
+
+    def __init__(self, sessions: Callable[[], Session], inp: ScimStepInput, attempt: int) -> None:
+        super().__init__(sessions, inp)
+        self._inp = inp
+        self._attempt = attempt
+        self.progress = StepProgress()
 
     async def account_changed(self, outcome: str) -> None:
         """The account was deactivated, deleted, or found gone: on the trail at once."""

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import errors, web
-from api.routes import campaigns, health, offboardings, people, tasks, webhooks
+from api.routes import campaigns, health, offboardings, people, ssf, tasks, webhooks
 from config import Catalog, Settings
 from temporal_client import connect
 
@@ -30,6 +30,7 @@ def create_app(settings: Settings, catalog: Catalog, client: Client | None = Non
     for module in (webhooks, offboardings, tasks, people, campaigns):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(health.router)
+    app.include_router(ssf.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

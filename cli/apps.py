@@ -1,4 +1,4 @@
-"""``offboard apps list|check``: the app catalog, and read-only probes of its SCIM apps.
+"""``offboard apps list|check``: the app catalog, and read-only probes of its SCIM and IdP apps.
 
 ``check`` exits 1 when an app is unusable, 2 for an unknown app id.
 """
@@ -16,6 +16,7 @@ from rich.table import Table
 from cli import common
 from cli.common import err
 from services.app_checks import AppReport, check_app, suggested_settings
+from services.idp_checks import check_idp_app
 
 apps_app = typer.Typer(no_args_is_help=True, help="The app catalog.")
 MARK = {
@@ -38,7 +39,6 @@ def apps_list() -> None:
 
 def render(report: AppReport, console: Console) -> None:
     app = report.app
-    assert app.scim is not None
     verdict = "[green]usable[/green]" if report.usable else "[red]UNUSABLE[/red]"
     table = Table(
         "check",
@@ -53,16 +53,16 @@ def render(report: AppReport, console: Console) -> None:
     console.print(table)
     settings = suggested_settings(report)
     if settings:
-        console.print(f"Suggested catalog settings for {app.id} (under scim:):")
+        console.print(f"Suggested catalog settings for {app.id} (under {app.connector}:):")
         for line in settings:
             console.print(f"  {line}", highlight=False)
 
 
 @apps_app.command("check")
 def apps_check(
-    app: Annotated[str | None, typer.Argument(help="One app id; default: every SCIM app.")] = None,
+    app: Annotated[str | None, typer.Argument(help="One app id; default: every app.")] = None,
 ) -> None:
-    """Probe SCIM apps (read only): reach, auth, ServiceProviderConfig, the probe user."""
+    """Probe SCIM and IdP apps (read only): reach, auth, permissions, the probe user."""
     catalog = common.catalog(common.settings())
     apps = catalog.apps
     if app is not None:
@@ -74,10 +74,13 @@ def apps_check(
     console = Console(soft_wrap=True)
     unusable: list[str] = []
     for entry in apps:
-        if entry.scim is None:
+        if entry.scim is not None:
+            report = asyncio.run(check_app(entry, os.environ))
+        elif entry.idp_settings is not None:
+            report = asyncio.run(check_idp_app(entry, os.environ))
+        else:
             console.print(f"{entry.name} ({entry.id}): {entry.connector} app, nothing to probe")
             continue
-        report = asyncio.run(check_app(entry, os.environ))
         render(report, console)
         if not report.usable:
             unusable.append(entry.id)

@@ -46,16 +46,19 @@ class Credentials(Protocol):
 
 
 class BearerToken:
-    def __init__(self, token: SecretStr, token_env: str) -> None:
+    """A static token from an env var; ``scheme`` is ``Bearer`` (Okta API tokens: ``SSWS``)."""
+
+    def __init__(self, token: SecretStr, token_env: str, scheme: str = "Bearer") -> None:
         self._token = token
         self._env = token_env
+        self._scheme = scheme
 
     @property
     def source(self) -> str:
         return f"the token in ${self._env}"
 
     async def authorization(self) -> str:
-        return f"Bearer {self._token.get_secret_value()}"
+        return f"{self._scheme} {self._token.get_secret_value()}"
 
     async def refresh(self, rejected: str) -> bool:
         return False

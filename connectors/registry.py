@@ -12,10 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 import httpx
 from pydantic import SecretStr
 
-from config import Catalog, ScimSettings
+from config import ApiSettings, Catalog, ScimSettings, SsfReceiver
+from connectors.api_transport import ApiTransport
 from connectors.auth import BearerToken, Credentials, OAuth2ClientCredentials
 from connectors.base import ConfigError
+from connectors.idp import IdpConnector
+from connectors.idp_build import api_http_client, build_idp_connector, require_env
 from connectors.scim import ScimConnector
+from connectors.ssf import receiver_transport
 
 ResponseObserver = Callable[[str, int], None]
 
@@ -83,6 +87,8 @@ class ConnectorRegistry:
         self._observe = observe
         self._env = env if env is not None else os.environ
         self._scim: dict[str, ScimConnector] = {}
+        self._idp: dict[str, IdpConnector] = {}
+        self._receivers: dict[tuple[str, str], ApiTransport] = {}
         self._clients: list[httpx.AsyncClient] = []
 
     def scim(self, app_id: str) -> ScimConnector:
@@ -103,8 +109,40 @@ class ConnectorRegistry:
         self._scim[app_id] = connector
         return connector
 
+    def idp(self, app_id: str) -> IdpConnector:
+        """The Okta, Entra ID or Google connector of ``app_id`` (built once per worker)."""
+        connector = self._idp.get(app_id)
+        if connector is not None:
+            return connector
+        app = self.catalog.app(app_id)
+        if app.idp_settings is None:
+            raise ConfigError(f"{app_id}: not an IdP app (okta, entra or google) in the catalog")
+        # Checked before anything is built or cached: once the env var is set, a retried step
+        # works without restarting the worker.
+        require_env(app_id, app.idp_settings.credential_envs, self._env)
+        client = api_http_client(app.idp_settings)
+        self._clients.append(client)
+        connector = build_idp_connector(app, client, self._env)
+        self._idp[app_id] = connector
+        return connector
+
+    def ssf_receiver(self, receiver: SsfReceiver) -> ApiTransport:
+        """The push transport of one Shared Signals receiver (built once per worker)."""
+        key = (receiver.url, receiver.audience)
+        transport = self._receivers.get(key)
+        if transport is None:
+            if receiver.token_env:
+                require_env(f"ssf receiver {receiver.url}", [receiver.token_env], self._env)
+            client = api_http_client(ApiSettings())
+            self._clients.append(client)
+            transport = receiver_transport(receiver, client, self._env)
+            self._receivers[key] = transport
+        return transport
+
     async def aclose(self) -> None:
         for client in self._clients:
             await client.aclose()
         self._clients.clear()
         self._scim.clear()
+        self._idp.clear()
+        self._receivers.clear()

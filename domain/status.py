@@ -44,3 +44,7 @@ LIVE_RUNS: tuple[RunStatus, ...] = ("scheduled", "running", "waiting_human")
 STAFF_ROLES: tuple[Role, ...] = ("admin", "app-admin")
 # A campaign whose review still takes decisions.
 OPEN_CAMPAIGNS: tuple[CampaignStatus, ...] = ("collecting", "reviewing")
+
+# The kinds of system an app is reached through; identity providers' steps run first.
+Connector = Literal["scim", "manual", "okta", "entra", "google"]
+IDP_CONNECTORS: frozenset[str] = frozenset({"okta", "entra", "google"})

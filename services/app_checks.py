@@ -1,5 +1,7 @@
 """Probe a SCIM app, read only, and suggest catalog settings (``offboard apps check``).
 
+IdP apps (Okta, Entra ID, Google Workspace) are probed by ``services/idp_checks.py``.
+
 For every SCIM app: reach the base URL, authenticate, read ServiceProviderConfig (PATCH, ETag,
 filter, bulk), look up the configured ``probe_user`` and its groups. Only GET requests reach
 the app (OAuth2 apps also POST to their token endpoint, which is not the app).
@@ -235,7 +237,8 @@ async def _probe_paging(connector: ScimConnector, report: AppReport) -> None:
 
 
 def suggested_settings(report: AppReport) -> list[str]:
-    """The catalog lines the findings suggest (``key: value``, under the app's ``scim:``)."""
+    """The catalog lines the findings suggest (``key: value``, under the app's connector
+    section, e.g. ``scim:``)."""
     return [
         f.suggestion.split("-> ")[-1].removeprefix("set ")
         for f in report.findings

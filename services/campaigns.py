@@ -58,6 +58,10 @@ async def start_campaign(
 ) -> Campaign:
     """Create the campaign row (so a GET answers at once), then start its workflow."""
     apps = check_apps(catalog, template.apps)
+    idps = [a for a in apps if catalog.app(a).idp_settings is not None]
+    if idps and template.apps:
+        raise Invalid("unsupported_app", f"reviews do not cover IdP apps: {', '.join(idps)}")
+    apps = [a for a in apps if a not in idps]
     template = template.model_copy(update={"apps": apps})
     campaign_id = f"campaign-{uuid.uuid4().hex[:12]}"
     now = utcnow()

@@ -126,7 +126,13 @@ async def start_offboarding(
         await handle.signal(OffboardingWorkflow.join, join)
         return existing.run_id, True
     token = uuid.uuid4().hex
-    inp = inp.model_copy(update={"hold_for_approval": hold, "start_token": token})
+    inp = inp.model_copy(
+        update={
+            "hold_for_approval": hold,
+            "start_token": token,
+            "idp_wait_seconds": settings.idp_wait_seconds,
+        }
+    )
     started = await client.start_workflow(
         OffboardingWorkflow.run,
         inp,

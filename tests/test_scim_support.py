@@ -18,10 +18,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qsl
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 import httpx
 import pytest
@@ -36,6 +35,7 @@ from devstack.scim_server import ScimServer, SeedUser, WSGIApp
 from logs import configure_logging
 from tests.conftest import SCIM_TOKEN, TOKEN_ENV, ScimApp
 from tests.scim_quirks import Quirks
+from tests.vendor_server import serve_wsgi
 
 APP = "acme"
 
@@ -106,15 +106,6 @@ class Meter:
         ]
 
 
-class _Threading(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @dataclass
 class TokenEndpoint:
     """OAuth2 client-credentials token endpoint: hands out ``tokens`` in order, then repeats
@@ -151,12 +142,8 @@ class TokenEndpoint:
         return [json.dumps(body2).encode()]
 
     def start(self) -> TokenEndpoint:
-        server = make_server("127.0.0.1", 0, self, server_class=_Threading, handler_class=_Quiet)
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_port}/oauth2/token"
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve_wsgi(self)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/oauth2/token"
         return self
 
     def stop(self) -> None:

@@ -20,12 +20,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.audit import Subject
     from workflows.human_task import HumanTaskWorkflow
     from workflows.run_state import LIVE_STATUSES, derive_status
-    from workflows.steps import SCIM_RETRY, failure_message, verified_detail
+    from workflows.steps import SCIM_RETRY, SSF_RETRY, failure_message, verified_detail
     from workflows.types import (
+        IDP_CONNECTORS,
         TERMINAL_STEPS,
         AppPlan,
         AuditEventIn,
         HumanTaskInput,
+        IdpStepInput,
+        IdpStepResult,
         JoinRequest,
         ManualPlan,
         OffboardingInput,
@@ -37,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         ScimStepInput,
         ScimStepResult,
+        SignalInput,
         StepState,
         StepStatus,
         TaskCompletion,
@@ -58,6 +62,10 @@ VERIFIED_SOUNDNESS = "verified-soundness"
 # they wait there for their turn, durably, instead of inside a step's timeout), with the
 # catalog's step timeout.
 APP_ADMISSION = "app-admission"
+# Since this patch: IdP steps (catalog idp: true) start first; the other apps start once every
+# IdP step has settled (verified, or failed with an exception task) or after the input's
+# idp_wait_seconds, whichever comes first.
+IDP_FIRST = "idp-first"
 # How long planning keeps asking an app (429, outage) before that app's step becomes an
 # exception task; the other apps go ahead meanwhile.
 PLAN_BUDGET = timedelta(minutes=5)
@@ -83,6 +91,7 @@ class OffboardingWorkflow:
         self._events_with_status = False
         self._sound = False
         self._admission = False
+        self._idp_first = False
 
     # -- run -------------------------------------------------------------------------------
 
@@ -91,6 +100,7 @@ class OffboardingWorkflow:
         self._events_with_status = workflow.patched(STEP_EVENTS_WITH_STATUS)
         self._sound = workflow.patched(VERIFIED_SOUNDNESS)
         self._admission = workflow.patched(APP_ADMISSION)
+        self._idp_first = workflow.patched(IDP_FIRST)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -117,7 +127,11 @@ class OffboardingWorkflow:
 
         self._status = "running"
         self._event("run", "run.started", None, {})
-        tasks = [asyncio.create_task(self._run_app(p)) for p in plan.apps if p.action != "skip"]
+        runnable = [p for p in plan.apps if p.action != "skip"]
+        if self._idp_first:
+            tasks = await self._idp_then_apps(runnable)
+        else:
+            tasks = [asyncio.create_task(self._run_app(p)) for p in runnable]
         await workflow.wait_condition(
             lambda: self._cancel_reason is not None or all(t.done() for t in tasks)
         )
@@ -131,6 +145,61 @@ class OffboardingWorkflow:
         self._event("run", f"run.{self._status}", None, self._summary())
         await self._finish()
         return self.state()
+
+    async def _idp_then_apps(self, runnable: list[AppPlan]) -> list[asyncio.Task[None]]:
+        """Start the IdP steps, wait until they settle or the wait runs out, then the apps.
+
+        An IdP that is down or still retrying never holds the apps back longer than the wait;
+        its step goes on (and the run is not completed until it is verified or resolved).
+        """
+        idps = [p for p in runnable if p.idp]
+        tasks = [asyncio.create_task(self._run_app(p)) for p in idps]
+        apps = [p for p in runnable if not p.idp]
+        if not idps:
+            return tasks + [asyncio.create_task(self._run_app(p)) for p in apps]
+        for p in apps:
+            self._steps[p.app].detail = "waiting for the identity provider steps"
+
+        def settled() -> bool:
+            return all(self._steps[p.app].status not in ("pending", "running") for p in idps)
+
+        wait = timedelta(seconds=self._inp.idp_wait_seconds)
+        try:
+            if wait > timedelta(0):
+                await workflow.wait_condition(
+                    lambda: self._cancel_reason is not None or settled(), timeout=wait
+                )
+        except TimeoutError:
+            pass
+        if self._cancel_reason is not None:
+            return tasks
+        detail = {
+            "after": "idp_settled" if settled() else "idp_wait_elapsed",
+            "idp": {p.app: self._steps[p.app].status for p in idps},
+        }
+        self._event("run", "run.apps_started", None, detail)
+        tasks.append(asyncio.create_task(self._share_signals()))
+        return tasks + [asyncio.create_task(self._run_app(p)) for p in apps]
+
+    async def _share_signals(self) -> None:
+        """CAEP session-revoked to the Shared Signals receivers; the activity audits each
+        answer, so only a failure to run it at all is recorded here."""
+        signal = SignalInput(
+            person_id=self._inp.person_id,
+            email=self._inp.email,
+            workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
+            at=workflow.now(),
+        )
+        try:
+            await workflow.execute_activity(
+                "share_session_revoked",
+                signal,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=SSF_RETRY,
+            )
+        except ActivityError as exc:
+            self._event("ssf", "ssf.failed", None, {"error": failure_message(exc)})
 
     async def _wait_until_effective(self) -> bool:
         """Hold for approval (burst guard) and until effective_at; False when cancelled first."""
@@ -185,6 +254,8 @@ class OffboardingWorkflow:
             return False
         if p.connector == "manual":
             return await self._manual(p)
+        if p.connector in IDP_CONNECTORS:
+            return await self._idp(p, attempt)
         return await self._scim(p, attempt)
 
     async def _scim(self, p: AppPlan, attempt: int) -> bool:
@@ -199,10 +270,43 @@ class OffboardingWorkflow:
             if p.deprovision == "deactivate_then_delete" and result.state != "gone":
                 await self._delete_later(p, step_id)
         except ActivityError as exc:
-            error = failure_message(exc)
-            self._set(p.app, "failed", error)
-            self._event(step_id, "step.failed", p.app, {"error": error})
-            return False
+            return self._failed(p, step_id, exc)
+        return True
+
+    def _failed(self, p: AppPlan, step_id: str, exc: ActivityError) -> bool:
+        error = failure_message(exc)
+        self._set(p.app, "failed", error)
+        self._event(step_id, "step.failed", p.app, {"error": error})
+        return False
+
+    async def _idp(self, p: AppPlan, attempt: int) -> bool:
+        """Disable the IdP account and revoke its sessions; verified by read-back."""
+        assert p.account_id is not None
+        step_id = f"{p.app}#{attempt}"
+        self._set(p.app, "running", "disabling sign-in and revoking sessions")
+        self._event(step_id, "step.started", p.app, {"account": p.account})
+        inp = IdpStepInput(
+            app=p.app,
+            account_id=p.account_id,
+            account=p.account,
+            person_id=self._inp.person_id,
+            workflow_id=workflow.info().workflow_id,
+            step_id=f"{workflow.info().run_id}:{step_id}:idp",
+        )
+        try:
+            result: IdpStepResult = await workflow.execute_activity(
+                "deprovision_idp",
+                inp,
+                result_type=IdpStepResult,
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=SCIM_RETRY,
+            )
+        except ActivityError as exc:
+            return self._failed(p, step_id, exc)
+        self._pending_events.extend(result.events)
+        sessions = "sessions revoked" if result.sessions == "revoked" else "account gone"
+        outcome = result.outcome.replace("_", " ")
+        self._set(p.app, "verified", f"{outcome}; {sessions}; read back {result.read_back}")
         return True
 
     async def _deprovision(self, p: AppPlan, step_id: str, mode: str) -> ScimStepResult:

@@ -20,6 +20,15 @@ SCIM_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
 )
 
+# Shared Signals pushes: receivers answered are audited; unreachable ones are retried a few
+# times, then audited as failed (the run does not wait on them any longer).
+SSF_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+)
+
 
 def failure_message(exc: BaseException) -> str:
     """The message a person reads: the activity's or child's own error, not Temporal's wrapper."""

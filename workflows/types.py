@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 # The vocabulary lives in domain/; these names stay importable from here (explicit re-exports).
 from domain.audit import AuditEventIn as AuditEventIn
 from domain.audit import SubjectKind
+from domain.status import IDP_CONNECTORS as IDP_CONNECTORS
 from domain.status import TERMINAL_STEPS as TERMINAL_STEPS
+from domain.status import Connector as Connector
 from domain.status import Outcome as Outcome
 from domain.status import RunStatus as RunStatus
 from domain.status import StepStatus as StepStatus
@@ -30,6 +32,8 @@ class OffboardingInput(BaseModel):
     hold_for_approval: bool = False
     # The starting request also arrives as a join signal (signal-with-start); this tells it apart.
     start_token: str = ""
+    # OFFBOARD_IDP_WAIT_SECONDS: how long the apps wait for the IdP steps at most.
+    idp_wait_seconds: float = 60.0
 
 
 class JoinRequest(BaseModel):
@@ -59,7 +63,9 @@ class ManualPlan(BaseModel):
 class AppPlan(BaseModel):
     app: str
     name: str
-    connector: Literal["scim", "manual"]
+    connector: Connector
+    # An identity provider: its step starts first, the other apps after it (or a wait).
+    idp: bool = False
     action: Literal["deprovision", "manual_task", "skip", "exception"]
     account: str | None = None
     account_id: str | None = None
@@ -130,6 +136,40 @@ class ScimStepResult(BaseModel):
     groups_removed: list[str] = Field(default_factory=list)
     state: Literal["inactive", "gone"]
     events: list[AuditEventIn] = Field(default_factory=list)
+
+
+class IdpStepInput(BaseModel):
+    """Disable one IdP account and revoke its sessions (the activity ``deprovision_idp``)."""
+
+    app: str
+    account_id: str
+    account: str | None
+    person_id: str
+    workflow_id: str
+    step_id: str
+
+
+class IdpStepResult(BaseModel):
+    outcome: Literal["disabled", "already_disabled", "gone"]
+    sessions: Literal["revoked", "gone"]
+    read_back: str  # the IdP's own word: SUSPENDED, accountEnabled=false, ...
+    # Written by the workflow together with the step's new status.
+    events: list[AuditEventIn] = Field(default_factory=list)
+
+
+class SignalInput(BaseModel):
+    """A CAEP session-revoked SET for ``email`` to every Shared Signals receiver."""
+
+    person_id: str
+    email: str
+    workflow_id: str
+    run_id: str
+    at: datetime  # when the sessions were revoked (the IdP steps settled)
+
+
+class SignalResult(BaseModel):
+    delivered: int
+    failed: int
 
 
 class HumanTaskInput(BaseModel):

@@ -17,31 +17,16 @@ from typing import Any, TypeVar
 
 import httpx
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from config import ScimSettings
 from connectors.auth import Credentials
-from connectors.base import (
-    AuthError,
-    ConnectorError,
-    RateLimitedError,
-    RejectedError,
-    TransientError,
-)
-from connectors.scim.gate import AppPaused, RateGate, parse_retry_after
+from connectors.base import ConnectorError, TransientError
+from connectors.http_retry import Retrier, gated_send, retry_after, status_error
+from connectors.scim.gate import RateGate
 from connectors.scim.payloads import SCIM_JSON, error_detail
 
 log = structlog.get_logger("offboard.scim")
 T = TypeVar("T")
-
-# When a 429 carries no (readable) Retry-After.
-DEFAULT_RETRY_AFTER = 5.0
 
 
 class ScimTransport:
@@ -61,7 +46,7 @@ class ScimTransport:
         self.gate = gate
         self._client = client
         self._base = settings.base_url.rstrip("/")
-        self._backoff = wait_random_exponential(multiplier=0.5, max=8)
+        self._retrier = Retrier(app_id, settings.request_retries, gate, log, "scim.request_retried")
 
     async def request(
         self,
@@ -102,43 +87,7 @@ class ScimTransport:
         return await self._retrying("GET", path, once)
 
     async def _retrying(self, method: str, path: str, call: Callable[[], Awaitable[T]]) -> T:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.request_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(self._retry_here),
-            before_sleep=self._log_retry(method, path),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    def _retry_here(self, exc: BaseException) -> bool:
-        if not isinstance(exc, ConnectorError) or not exc.retryable:
-            return False
-        # A long pause is the workflow's to wait out (durably), not this request's.
-        return exc.kind != "rate_limited" or (exc.retry_after or 0) <= self.gate.max_wait
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimitedError):
-            return 0.0  # the gate holds every request to the app until the pause is over
-        return float(self._backoff(state))
-
-    def _log_retry(self, method: str, path: str) -> Callable[[RetryCallState], None]:
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.info(
-                "scim.request_retried",
-                app=self.app_id,
-                method=method,
-                path=path,
-                attempt=state.attempt_number,
-                error=getattr(exc, "message", str(exc)),
-            )
-
-        return before_sleep
+        return await self._retrier(method, path, call)
 
     async def _once(
         self,
@@ -171,30 +120,16 @@ class ScimTransport:
         send_headers = {"Accept": SCIM_JSON, "Authorization": authorization, **(headers or {})}
         if content is not None:
             send_headers["Content-Type"] = SCIM_JSON
-        try:
-            await self.gate.acquire()
-        except AppPaused as exc:
-            raise RateLimitedError(
-                f"{self.app_id}: {method} {path}: the app asked us to wait (429); "
-                f"{exc.seconds:.0f}s left",
-                retry_after=exc.seconds,
-            ) from exc
-        try:
-            response = await self._client.request(
+        response = await gated_send(
+            self.gate,
+            self.app_id,
+            method,
+            path,
+            lambda: self._client.request(
                 method, self._base + path, params=params, content=content, headers=send_headers
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(
-                self.scrub(f"{self.app_id}: {method} {path}: timed out ({type(exc).__name__})")
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                self.scrub(
-                    f"{self.app_id}: {method} {path}: connection failed ({type(exc).__name__})"
-                )
-            ) from exc
-        finally:
-            self.gate.release()
+            ),
+            self.scrub,
+        )
         if response.status_code == 429:
             pause = self.retry_after(response)
             self.gate.pause(pause)
@@ -203,9 +138,7 @@ class ScimTransport:
 
     def retry_after(self, response: httpx.Response) -> float:
         """The wait a 429 asked for, in seconds, capped by ``max_retry_after_seconds``."""
-        ceiling = self.settings.max_retry_after_seconds
-        delay = parse_retry_after(response.headers.get("Retry-After"), ceiling=ceiling)
-        return delay if delay is not None else DEFAULT_RETRY_AFTER
+        return retry_after(response, self.settings.max_retry_after_seconds)
 
     def scrub(self, message: str) -> str:
         """Remove any secret a server may have echoed back into a message."""
@@ -216,26 +149,16 @@ class ScimTransport:
 
     def _error(self, method: str, path: str, response: httpx.Response) -> ConnectorError:
         status = response.status_code
-        detail = error_detail(response)
-        where = f"{method} {path}: HTTP {status}"
-        if status in (401, 403):
-            verb = "authentication" if status == 401 else "authorization"
-            return AuthError(
-                self.scrub(
-                    f"{self.app_id}: {verb} failed ({where}): the app refused "
-                    f"{self.credentials.source}: {detail}"
-                ),
-                status=status,
-            )
-        if status == 429:
-            wait = self.retry_after(response)
-            return RateLimitedError(
-                f"{self.app_id}: {where}: rate limited; retry after {wait:.0f}s",
-                retry_after=wait,
-            )
-        if status == 408 or (status >= 500 and status != 501):
-            return TransientError(self.scrub(f"{self.app_id}: {where}: {detail}"), status=status)
-        return RejectedError(self.scrub(f"{self.app_id}: {where}: {detail}"), status=status)
+        wait = self.retry_after(response) if status == 429 else 0.0
+        return status_error(
+            self.app_id,
+            f"{method} {path}: HTTP {status}",
+            status,
+            error_detail(response),
+            self.credentials.source,
+            wait,
+            self.scrub,
+        )
 
     def json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         """The body as a JSON object; TransientError when it is not one (a proxy page...)."""

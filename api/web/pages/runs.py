@@ -74,6 +74,9 @@ def _run_context(
     [view] = offboardings.run_views(session, [run])
     for app in view["apps"]:
         app["name"] = names.get(app["app"], app["app"])
+    # Identity providers first: their steps run first and gate everything else.
+    idps = {a.id for a in catalog.apps if a.idp}
+    view["apps"].sort(key=lambda a: a["app"] not in idps)
     person = session.get(Person, run.person_id)
     return {
         "run": view,
