@@ -4,6 +4,7 @@ exception tasks. A base of ``OffboardingWorkflow`` (deterministic workflow code)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -128,12 +129,19 @@ class AppSteps(RunRecord):
         self._set(p.app, "done", f"{completion.outcome} by {completion.actor}: {completion.note}")
         return True
 
-    async def _human_task(self, p: AppPlan, kind: TaskKind, spec: ManualPlan) -> TaskCompletion:
+    async def _human_task(
+        self,
+        p: AppPlan,
+        kind: TaskKind,
+        spec: ManualPlan,
+        started: Callable[[], None] | None = None,
+    ) -> TaskCompletion:
+        """Run a HumanTaskWorkflow child to its completion; ``started()`` once it has started."""
         task_id = f"{p.app}-{workflow.uuid4().hex[:12]}"
         if kind == "manual_step":
             # waiting_human only once the task row exists (task_opened), so the inbox has it.
             self._set(p.app, "running", f"opening task {task_id}")
-        result = await workflow.execute_child_workflow(
+        handle = await workflow.start_child_workflow(
             HumanTaskWorkflow.run,
             HumanTaskInput(
                 task_id=task_id,
@@ -153,6 +161,9 @@ class AppSteps(RunRecord):
             ),
             id=f"task-{task_id}",
         )
+        if started is not None:
+            started()
+        result = await handle
         assert result is not None
         return result
 
@@ -167,11 +178,18 @@ class AppSteps(RunRecord):
         if self._sound:
             self._refresh_status()
         spec = ManualPlan(assignees=p.owners, sla_hours=24, instructions=instructions)
-        task = asyncio.create_task(self._human_task(p, "exception", spec))
+        started: list[bool] = []
+        task = asyncio.create_task(
+            self._human_task(p, "exception", spec, lambda: started.append(True))
+        )
         await workflow.wait_condition(lambda: p.app in self._retry or task.done())
         self._open_exceptions.discard(p.app)
         if p.app in self._retry:
             self._retry.discard(p.app)
+            if self._cancel_after_start:
+                # A cancel sent while the child is still being started can be lost (the child
+                # starts anyway, open in the inbox, and this run waits for it forever).
+                await workflow.wait_condition(lambda: bool(started) or task.done())
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             return True

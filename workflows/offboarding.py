@@ -50,6 +50,8 @@ APP_ADMISSION = "app-admission"
 # IdP step has settled (verified, or failed with an exception task) or after the input's
 # idp_wait_seconds, whichever comes first.
 IDP_FIRST = "idp-first"
+# Since this patch a retry cancels the step's exception task only once that task has started.
+CANCEL_AFTER_START = "cancel-after-start"
 
 
 @workflow.defn
@@ -73,6 +75,7 @@ class OffboardingWorkflow(AppSteps):
         self._sound = False
         self._admission = False
         self._idp_first = False
+        self._cancel_after_start = False
 
     # -- run -------------------------------------------------------------------------------
 
@@ -82,6 +85,7 @@ class OffboardingWorkflow(AppSteps):
         self._sound = workflow.patched(VERIFIED_SOUNDNESS)
         self._admission = workflow.patched(APP_ADMISSION)
         self._idp_first = workflow.patched(IDP_FIRST)
+        self._cancel_after_start = workflow.patched(CANCEL_AFTER_START)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:

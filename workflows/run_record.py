@@ -50,6 +50,7 @@ class RunRecord:
     _sound: bool
     _admission: bool
     _idp_first: bool
+    _cancel_after_start: bool
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
         step = self._steps[app]
