@@ -54,6 +54,14 @@ app.kubernetes.io/part-of: offboard
 Environment shared by every offboard process (api, worker, migrate).
 */}}
 {{- define "offboard.env" -}}
+{{- with .Values.secrets.ssfSigningKey.existingSecret }}
+# The API publishes (JWKS) the key the worker signs Shared Signals SETs with: one Secret.
+- name: OFFBOARD_SSF_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $.Values.secrets.ssfSigningKey.key | quote }}
+{{- end }}
 - name: OFFBOARD_DATABASE_URL
   valueFrom:
     secretKeyRef:
