@@ -12,6 +12,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.deprovision import DeprovisionActivities
+    from activities.idp import IdpActivities
+    from activities.planning import PlanActivities
     from workflows.human_task import HumanTaskWorkflow
     from workflows.run_record import RunRecord
     from workflows.steps import SCIM_RETRY, failure_message, verified_detail
@@ -71,10 +74,9 @@ class AppSteps(RunRecord):
             step_id=f"{workflow.info().run_id}:{step_id}:idp",
         )
         try:
-            result: IdpStepResult = await workflow.execute_activity(
-                "deprovision_idp",
+            result: IdpStepResult = await workflow.execute_activity_method(
+                IdpActivities.deprovision_idp,
                 inp,
-                result_type=IdpStepResult,
                 start_to_close_timeout=timedelta(seconds=120),
                 retry_policy=SCIM_RETRY,
             )
@@ -100,10 +102,9 @@ class AppSteps(RunRecord):
             mode=mode,
             write_audit=not self._events_with_status,
         )
-        result: ScimStepResult = await workflow.execute_activity(
-            "deprovision_scim",
+        result: ScimStepResult = await workflow.execute_activity_method(
+            DeprovisionActivities.deprovision_scim,
             inp,
-            result_type=ScimStepResult,
             retry_policy=SCIM_RETRY,
             **self._app_options(
                 p, timedelta(seconds=p.step_timeout_seconds if self._admission else 120)
@@ -208,17 +209,15 @@ class AppSteps(RunRecord):
 
     async def _plan(self, apps: list[str] | None) -> Plan:
         if self._sound:
-            bases: list[AppPlan] = await workflow.execute_local_activity(
-                "catalog_apps",
+            bases: list[AppPlan] = await workflow.execute_local_activity_method(
+                PlanActivities.catalog_apps,
                 PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
-                result_type=list[AppPlan],
                 start_to_close_timeout=timedelta(seconds=10),
             )
             return Plan(apps=list(await asyncio.gather(*(self._plan_app(b) for b in bases))))
-        plan: Plan = await workflow.execute_activity(
-            "plan_offboarding",
+        plan: Plan = await workflow.execute_activity_method(
+            PlanActivities.plan_offboarding,
             PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
-            result_type=Plan,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SCIM_RETRY,
         )
@@ -240,10 +239,9 @@ class AppSteps(RunRecord):
             # activity itself gives up after PLAN_ATTEMPTS.
             options["schedule_to_close_timeout"] = PLAN_BUDGET
         try:
-            plan: AppPlan = await workflow.execute_activity(
-                "plan_app",
+            plan: AppPlan = await workflow.execute_activity_method(
+                PlanActivities.plan_app,
                 PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=[base.app]),
-                result_type=AppPlan,
                 retry_policy=SCIM_RETRY,
                 **options,
             )

@@ -14,6 +14,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.campaign_revoke import CampaignRevokeActivities
+    from activities.deprovision import DeprovisionActivities
     from domain.status import CampaignStatus, TaskKind
     from workflows.campaign_messages import (
         CampaignFinishInput,
@@ -115,8 +116,8 @@ class CampaignRevocations:
 
     async def _revoke_one(self, ref: RevocationRef) -> RevocationOutcome:
         try:
-            result: ScimStepResult = await workflow.execute_activity(
-                "deprovision_scim",
+            result: ScimStepResult = await workflow.execute_activity_method(
+                DeprovisionActivities.deprovision_scim,
                 ScimStepInput(
                     app=ref.app,
                     account_id=ref.account_id,
@@ -126,7 +127,6 @@ class CampaignRevocations:
                     step_id=f"{self._id}:item-{ref.item_id}:{ref.mode}",
                     mode=ref.mode,
                 ),
-                result_type=ScimStepResult,
                 start_to_close_timeout=timedelta(seconds=120),
                 retry_policy=SCIM_RETRY,
             )

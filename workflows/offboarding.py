@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.signals import SignalActivities
     from workflows.app_steps import AppSteps
     from workflows.steps import SSF_RETRY, failure_message
     from workflows.types import (
@@ -177,8 +178,8 @@ class OffboardingWorkflow(AppSteps):
             at=workflow.now(),
         )
         try:
-            await workflow.execute_activity(
-                "share_session_revoked",
+            await workflow.execute_activity_method(
+                SignalActivities.share_session_revoked,
                 signal,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=SSF_RETRY,

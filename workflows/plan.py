@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.planning import PlanActivities
     from workflows.steps import SCIM_RETRY
     from workflows.types import Plan, PlanInput
 
@@ -15,10 +16,9 @@ with workflow.unsafe.imports_passed_through():
 class PlanWorkflow:
     @workflow.run
     async def run(self, inp: PlanInput) -> Plan:
-        plan: Plan = await workflow.execute_activity(
-            "plan_offboarding",
+        plan: Plan = await workflow.execute_activity_method(
+            PlanActivities.plan_offboarding,
             inp,
-            result_type=Plan,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SCIM_RETRY,
         )
