@@ -22,8 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.base import AppActivities
 from activities.errors import step_failure, to_application_error
 from activities.step_evidence import StepRecorder
-from connectors.base import ConnectorError, GroupRef, ReadBack
-from connectors.scim import ScimConnector
+from connectors.base import Connector, ConnectorError, GroupRef, ReadBack
 from workflows.types import ScimStepInput, ScimStepResult
 
 READ_BACK_TRIES = 5
@@ -75,7 +74,7 @@ class DeprovisionActivities(AppActivities):
     async def _deprovision(self, inp: ScimStepInput, recorder: StepRecorder) -> ScimStepResult:
         scim = self._catalog.app(inp.app).scim
         assert scim is not None
-        connector = self._registry.scim(inp.app)
+        connector: Connector = self._registry.scim(inp.app)
         progress = recorder.progress
         unknown: list[GroupRef] = []
         refused: dict[str, str] = {}
@@ -114,7 +113,7 @@ class DeprovisionActivities(AppActivities):
         return result
 
     async def _remove_groups(
-        self, connector: ScimConnector, inp: ScimStepInput, recorder: StepRecorder
+        self, connector: Connector, inp: ScimStepInput, recorder: StepRecorder
     ) -> tuple[list[GroupRef], dict[str, str]]:
         """Remove every known membership; each one recorded as it is confirmed.
 
@@ -136,7 +135,7 @@ class DeprovisionActivities(AppActivities):
         return found.unknown, refused
 
     async def _delete_or_cut(
-        self, connector: ScimConnector, inp: ScimStepInput, recorder: StepRecorder
+        self, connector: Connector, inp: ScimStepInput, recorder: StepRecorder
     ) -> None:
         """DELETE; if the app refuses, deactivate at once so access is cut, then re-raise."""
         try:
@@ -148,7 +147,7 @@ class DeprovisionActivities(AppActivities):
 
     async def _read_back(
         self,
-        connector: ScimConnector,
+        connector: Connector,
         inp: ScimStepInput,
         removed: list[GroupRef],
         unknown: list[GroupRef],
@@ -184,7 +183,7 @@ class DeprovisionActivities(AppActivities):
         if last.unknown_groups:
             problems.append(
                 f"membership in {', '.join(last.unknown_groups)} could not be checked "
-                f"(the app shows no member lists by {connector.memberships.route})"
+                f"(the app shows no member lists by {connector.membership_route})"
             )
         lazy = last.state == "active" or (last.groups and last.state != "unknown")
         retry = bool(lazy) and not last.unknown_groups and activity.info().attempt < VERIFY_ATTEMPTS

@@ -110,6 +110,14 @@ class ReadBack(BaseModel):
         return self.state in ("inactive", "gone") and not self.groups and not self.unknown_groups
 
 
+class Memberships(BaseModel):
+    """The account's groups: ``member`` ones, and those whose membership could not be read."""
+
+    member: list[GroupRef] = Field(default_factory=list)
+    unknown: list[GroupRef] = Field(default_factory=list)
+    route: str = ""
+
+
 class Lookup(BaseModel):
     """The accounts a lookup found, and every query it tried (named in a "skipped" step)."""
 
@@ -126,9 +134,19 @@ class GroupRemoval(BaseModel):
 
 
 class Connector(Protocol):
-    """What a deprovisioning step needs from an app (SCIM today; IdPs later)."""
+    """What a deprovisioning step needs from an app that has accounts in groups (SCIM).
+
+    IdPs have their own, smaller contract (``connectors/idp.py``).
+    """
+
+    @property
+    def membership_route(self) -> str:
+        """How group memberships are read now (for messages): e.g. ``member_filter``."""
+        ...
 
     async def lookup(self, value: str) -> Lookup: ...
+
+    async def groups_of(self, account_id: str) -> Memberships: ...
 
     async def deactivate(self, account_id: str) -> Literal["deactivated", "gone"]: ...
 

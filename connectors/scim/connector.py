@@ -29,13 +29,14 @@ from connectors.base import (
     GroupRef,
     GroupRemoval,
     Lookup,
+    Memberships,
     ProtocolError,
     ReadBack,
     RejectedError,
     TransientError,
 )
 from connectors.scim.gate import RateGate
-from connectors.scim.membership import MembershipReader, Memberships, group_path
+from connectors.scim.membership import MembershipReader, group_path
 from connectors.scim.pager import Pager
 from connectors.scim.payloads import (
     account_from,
@@ -193,6 +194,10 @@ class ScimConnector:
         return "deleted"
 
     # -- groups ----------------------------------------------------------------------------
+
+    @property
+    def membership_route(self) -> str:
+        return self.memberships.route
 
     async def groups_of(self, account_id: str) -> Memberships:
         """The account's groups, and those whose membership could not be read."""

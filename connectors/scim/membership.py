@@ -17,13 +17,12 @@ is reported, never read as "not a member", because "verified" must not rest on m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import structlog
 
-from connectors.base import GroupRef, RejectedError
+from connectors.base import GroupRef, Memberships, RejectedError
 from connectors.scim.pager import Pager
 from connectors.scim.payloads import Membership, escape_filter_value, group_name, membership
 from connectors.scim.transport import ScimTransport
@@ -32,15 +31,6 @@ log = structlog.get_logger("offboard.scim")
 
 # Group ids per re-read query: keeps the filter (and the URL) short for people in many groups.
 STILL_IN_BATCH = 10
-
-
-@dataclass
-class Memberships:
-    """The account's groups: ``member`` ones, and those whose membership could not be read."""
-
-    member: list[GroupRef] = field(default_factory=list)
-    unknown: list[GroupRef] = field(default_factory=list)
-    route: str = ""
 
 
 def group_path(group_id: str) -> str:
