@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowHandle
 
 from config import Catalog, Settings
-from db.models import OffboardingRun, Person, Step, utcnow
+from db.models import AuditEvent, OffboardingRun, Person, Step, utcnow
 from db.session import Db
 from domain.status import LIVE_RUNS
 from metrics import RUNS_STARTED
@@ -25,7 +25,7 @@ from services.errors import Conflict, Forbidden, Invalid, NotFound
 from services.workflow_calls import update
 from workflows.offboarding import OffboardingWorkflow
 from workflows.plan import PlanWorkflow
-from workflows.types import JoinRequest, OffboardingInput, PlanInput, RetryRequest
+from workflows.types import ApprovalRequest, JoinRequest, OffboardingInput, PlanInput, RetryRequest
 
 
 def workflow_id_for(person_id: str) -> str:
@@ -297,11 +297,30 @@ async def cancel_run(db: Db, client: Client, principal: Principal, run_id: str) 
     await handle.signal(OffboardingWorkflow.cancel, f"cancelled by {principal.actor}")
 
 
+def awaiting_approval(session: Session, run: OffboardingRun) -> bool:
+    """Whether the burst guard holds this run and no admin has approved it yet."""
+    if run.status != "scheduled":
+        return False
+    kinds = set(
+        session.exec(
+            select(AuditEvent.kind).where(
+                AuditEvent.workflow_id == run.workflow_id,
+                col(AuditEvent.step_id).in_([f"{run.run_id}:run", f"{run.run_id}:run:approved"]),
+            )
+        )
+    )
+    return "run.held_for_approval" in kinds and "run.approved" not in kinds
+
+
 async def approve_run(db: Db, client: Client, principal: Principal, run_id: str) -> None:
-    """Let a run held by the burst guard go ahead."""
+    """Let a run held by the burst guard go ahead; audited with the approver.
+
+    Raises Conflict ``cannot_approve`` when the run is not held (or already approved).
+    """
     authz.require_admin(principal)
     handle = await _live_handle(db, client, run_id)
-    await handle.signal(OffboardingWorkflow.approve, principal.actor)
+    request = ApprovalRequest(actor=principal.actor)
+    await update(handle, OffboardingWorkflow.approve_run, request, "cannot_approve")
 
 
 async def retry_step(

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         IDP_CONNECTORS,
         TERMINAL_STEPS,
         AppPlan,
+        ApprovalRequest,
         AuditEventIn,
         JoinRequest,
         OffboardingInput,
@@ -275,7 +276,24 @@ class OffboardingWorkflow(AppSteps):
 
     @workflow.signal
     def approve(self, actor: str) -> None:
+        """Runs started before approvals were Updates; kept so they can still be approved."""
         self._approved = True
+
+    @workflow.update
+    def approve_run(self, request: ApprovalRequest) -> str:
+        """Approve a run the burst guard holds; audited with the approver (``run.approved``)."""
+        self._approved = True
+        self._event("run:approved", "run.approved", None, {}, actor=request.actor)
+        return "approved"
+
+    @approve_run.validator
+    def _validate_approval(self, request: ApprovalRequest) -> None:
+        if not self._inp.hold_for_approval:
+            raise ValueError("this run is not held for approval")
+        if self._approved:
+            raise ValueError("this run is already approved")
+        if self._cancel_reason is not None:
+            raise ValueError("this run is cancelled")
 
     @workflow.update
     async def retry_step(self, request: RetryRequest) -> str:

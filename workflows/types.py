@@ -225,6 +225,12 @@ class NotifyInput(BaseModel):
     due_at: datetime | None = None
 
 
+class ApprovalRequest(BaseModel):
+    """An admin lets a run held by the burst guard go ahead."""
+
+    actor: str
+
+
 class RetryRequest(BaseModel):
     app: str
     actor: str

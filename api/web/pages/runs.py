@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session
 
-from api.deps import CatalogDep, SessionDep
+from api.deps import CatalogDep, DbDep, SessionDep, TemporalDep
 from api.web.render import app_names, render
-from api.web.session import Refused, WebPrincipal, page_router
+from api.web.session import Refused, WebPrincipal, check_csrf, page_router
 from config import Catalog
 from db.models import Person
 from domain.status import LIVE_RUNS, RUN_STATUSES, STAFF_ROLES
@@ -84,6 +84,7 @@ def _run_context(
         "tasks": tasks.run_tasks(session, run_id),
         "app_names": names,
         "person_name": person.name if person is not None else "",
+        "can_approve": principal.role == "admin" and offboardings.awaiting_approval(session, run),
     }
 
 
@@ -97,6 +98,21 @@ def run_page(
 ) -> HTMLResponse:
     context = _run_context(session, principal, catalog, run_id)
     return render(request, "run.html", audit_link=principal.role == "admin", **context)
+
+
+@router.post("/runs/{run_id}/approve")
+async def approve_form(
+    request: Request,
+    run_id: str,
+    principal: WebPrincipal,
+    db: DbDep,
+    client: TemporalDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """An admin approves a run the burst guard holds (audited with their name)."""
+    check_csrf(request, csrf_token)
+    await offboardings.approve_run(db, client, principal, run_id)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 
 @router.get("/runs/{run_id}/live")
