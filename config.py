@@ -203,6 +203,22 @@ class ManualSettings(_Strict):
     repeat_every_hours: Annotated[float, Field(gt=0)] = 24
 
 
+class HandoverSettings(_Strict):
+    """A person takes over what the leaver owned in the app (contracts, workflows, files).
+
+    ``assignees: manager`` is the leaver's manager from HR (the app's owners when HR has no
+    manager); or a list of emails. ``instructions`` is a Jinja template with ``name``,
+    ``email``, ``manager_email`` and ``app``.
+    """
+
+    assignees: Literal["manager"] | list[str] = "manager"
+    escalate_to: list[str] = Field(default_factory=list)
+    sla_hours: Annotated[float, Field(gt=0)] = 72
+    instructions: str = (
+        "Reassign what {{ name }} ({{ email }}) owns in {{ app }} to {{ manager_email }}."
+    )
+
+
 class ApiSettings(_Strict):
     """How an IdP's REST API is called: the same retry and pacing rules as SCIM apps."""
 
@@ -287,6 +303,8 @@ class AppConfig(_Strict):
     # No account found for the leaver: skip the app (the default), or open an exception task
     # for apps where everyone has an account, so a person checks.
     on_no_account: Literal["skip", "exception"] = "skip"
+    # A handover task beside the deprovisioning (same reminders and evidence as manual steps).
+    handover: HandoverSettings | None = None
 
     def task_queue(self, base: str) -> str | None:
         """This app's own activity task queue under ``base`` (rate-limited SCIM apps only)."""

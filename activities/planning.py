@@ -27,15 +27,19 @@ PLAN_ATTEMPTS = 8
 _templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
-def render_instructions(template: str, person_id: str, email: str, name: str) -> str:
-    return _templates.from_string(template).render(person_id=person_id, email=email, name=name)
+def render_instructions(template: str, person_id: str, email: str, name: str, **more: str) -> str:
+    """A task's instructions from the catalog's Jinja template (sandboxed, strict)."""
+    return _templates.from_string(template).render(
+        person_id=person_id, email=email, name=name, **more
+    )
 
 
 class PlanActivities(AppActivities):
-    def _person_name(self, person_id: str) -> str:
+    def _leaver(self, person_id: str) -> tuple[str, str | None]:
+        """The leaver's name and manager's email, as HR knows them ("" / None if unknown)."""
         with self._sessions() as session:
             person = session.get(Person, person_id)
-            return person.name if person else ""
+            return (person.name, person.manager_email) if person else ("", None)
 
     def __init__(
         self,
@@ -88,8 +92,36 @@ class PlanActivities(AppActivities):
             raise ApplicationError(
                 f"unknown app: {app_id}", type="config", non_retryable=True
             ) from None
-        name = await asyncio.to_thread(self._person_name, inp.person_id)
-        return await self._plan_app(app, inp, name)
+        name, manager = await asyncio.to_thread(self._leaver, inp.person_id)
+        plan = await self._plan_app(app, inp, name)
+        if app.handover is None or plan.action == "skip":
+            return plan
+        return plan.model_copy(update={"handover": self._handover(app, inp, name, manager)})
+
+    def _handover(
+        self, app: AppConfig, inp: PlanInput, name: str, manager: str | None
+    ) -> ManualPlan:
+        """The handover task: to the manager (else the app's owners) or the listed people."""
+        spec = app.handover
+        assert spec is not None
+        if spec.assignees == "manager":
+            assignees = [manager] if manager else app.reviewers
+        else:
+            assignees = list(spec.assignees)
+        instructions = render_instructions(
+            spec.instructions,
+            inp.person_id,
+            inp.email,
+            name or inp.email,
+            manager_email=manager or "the new owner",
+            app=app.name,
+        )
+        return ManualPlan(
+            assignees=assignees,
+            escalate_to=spec.escalate_to or app.reviewers,
+            sla_hours=spec.sla_hours,
+            instructions=instructions,
+        )
 
     def _base(self, app: AppConfig) -> AppPlan:
         """The plan's catalog part: names, owners, the app's task queue and step timeout."""

@@ -168,6 +168,17 @@ class AppSteps(RunRecord):
         assert result is not None
         return result
 
+    async def _handover(self, p: AppPlan) -> None:
+        """The handover task beside the app's step; the task itself audits its outcome."""
+        assert p.handover is not None
+        self._open_handovers.add(p.app)
+        self._refresh_status()
+        try:
+            await self._human_task(p, "handover", p.handover)
+        finally:
+            self._open_handovers.discard(p.app)
+            self._refresh_status()
+
     async def _exception(self, p: AppPlan) -> bool:
         """Open an exception task; True when an admin asked to retry, False when resolved."""
         step = self._steps[p.app]

@@ -54,6 +54,9 @@ APP_ADMISSION = "app-admission"
 IDP_FIRST = "idp-first"
 # Since this patch a retry cancels the step's exception task only once that task has started.
 CANCEL_AFTER_START = "cancel-after-start"
+# Since this patch apps with a catalog ``handover:`` get a handover task beside their step; the
+# run waits for it (waiting_human) before it completes.
+HANDOVER = "handover"
 
 
 @workflow.defn
@@ -78,6 +81,8 @@ class OffboardingWorkflow(AppSteps):
         self._admission = False
         self._idp_first = False
         self._cancel_after_start = False
+        self._handovers = False
+        self._open_handovers: set[str] = set()
 
     # -- run -------------------------------------------------------------------------------
 
@@ -88,6 +93,7 @@ class OffboardingWorkflow(AppSteps):
         self._admission = workflow.patched(APP_ADMISSION)
         self._idp_first = workflow.patched(IDP_FIRST)
         self._cancel_after_start = workflow.patched(CANCEL_AFTER_START)
+        self._handovers = workflow.patched(HANDOVER)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -119,6 +125,8 @@ class OffboardingWorkflow(AppSteps):
             tasks = await self._idp_then_apps(runnable)
         else:
             tasks = [asyncio.create_task(self._run_app(p)) for p in runnable]
+        if self._handovers:
+            tasks += [asyncio.create_task(self._handover(p)) for p in runnable if p.handover]
         await workflow.wait_condition(
             lambda: self._cancel_reason is not None or all(t.done() for t in tasks)
         )

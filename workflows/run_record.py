@@ -51,6 +51,8 @@ class RunRecord:
     _admission: bool
     _idp_first: bool
     _cancel_after_start: bool
+    _handovers: bool
+    _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
         step = self._steps[app]
@@ -67,7 +69,10 @@ class RunRecord:
         self._dirty = True
 
     def _derive_status(self) -> RunStatus:
-        return derive_status((s.status for s in self._steps.values()), bool(self._open_exceptions))
+        return derive_status(
+            (s.status for s in self._steps.values()),
+            bool(self._open_exceptions or self._open_handovers),
+        )
 
     def _summary(self) -> dict[str, Any]:
         return {s.app: s.status for s in self._steps.values()}

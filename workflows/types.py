@@ -78,6 +78,8 @@ class AppPlan(BaseModel):
     # step may take.
     task_queue: str | None = None
     step_timeout_seconds: float = 120.0
+    # A person's handover task for the app, beside its step (catalog ``handover:``).
+    handover: ManualPlan | None = None
 
 
 class Plan(BaseModel):
