@@ -219,6 +219,27 @@ class HandoverSettings(_Strict):
     )
 
 
+class LicenseSettings(_Strict):
+    """What one seat of the app costs; a leaver's seat is reclaimed when their step is
+    verified (or done by hand)."""
+
+    cost_per_month: Annotated[float, Field(ge=0)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+RECLAIMED_STEPS = frozenset({"verified", "done"})
+
+
+class LicensesReclaimed(BaseModel):
+    seats: int = 0
+    monthly_cost: dict[str, float] = Field(default_factory=dict)  # currency -> per month
+
+    def add(self, license: LicenseSettings) -> None:
+        self.seats += 1
+        total = self.monthly_cost.get(license.currency, 0.0) + license.cost_per_month
+        self.monthly_cost[license.currency] = round(total, 2)
+
+
 class ApiSettings(_Strict):
     """How an IdP's REST API is called: the same retry and pacing rules as SCIM apps."""
 
@@ -305,6 +326,7 @@ class AppConfig(_Strict):
     on_no_account: Literal["skip", "exception"] = "skip"
     # A handover task beside the deprovisioning (same reminders and evidence as manual steps).
     handover: HandoverSettings | None = None
+    license: LicenseSettings | None = None
 
     def task_queue(self, base: str) -> str | None:
         """This app's own activity task queue under ``base`` (rate-limited SCIM apps only)."""
@@ -389,6 +411,19 @@ class Catalog(_Strict):
     def unknown_apps(self, app_ids: Iterable[str] | None) -> list[str]:
         """The ids not in the catalog, sorted (for one error naming them all)."""
         return sorted(set(app_ids or []) - {a.id for a in self.apps})
+
+    def licenses_reclaimed(self, steps: Iterable[tuple[str, str]]) -> LicensesReclaimed:
+        """Seats and monthly cost reclaimed by ``(app id, step status)`` pairs: a seat is
+        reclaimed once the step is verified (or done by hand); apps without ``license:``
+        count for nothing."""
+        reclaimed = LicensesReclaimed()
+        for app_id, status in steps:
+            if status not in RECLAIMED_STEPS:
+                continue
+            license = next((a.license for a in self.apps if a.id == app_id), None)
+            if license is not None:
+                reclaimed.add(license)
+        return reclaimed
 
     def is_protected(self, *identities: str | None) -> bool:
         protected = {p.lower() for p in self.protected_accounts}

@@ -43,6 +43,18 @@ STEP_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+LICENSE_COST_RECLAIMED = Counter(
+    "offboard_license_cost_reclaimed",
+    "Monthly licence cost reclaimed from leavers (catalog license:), by currency",
+    ["currency"],
+    registry=REGISTRY,
+)
+LICENSE_SEATS_RECLAIMED = Counter(
+    "offboard_license_seats_reclaimed",
+    "Licence seats reclaimed from leavers, by app",
+    ["app"],
+    registry=REGISTRY,
+)
 SCIM_REQUESTS = Counter(
     "offboard_scim_requests",
     "SCIM requests by app and HTTP status",

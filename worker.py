@@ -89,7 +89,7 @@ def build_worker(
     plan = PlanActivities(catalog, registry, sessions, task_queue=queue)
     deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
     idp = IdpActivities(catalog, registry, sessions, budget)
-    records = RecordActivities(sessions)
+    records = RecordActivities(sessions, catalog)
     signals = SignalActivities(
         catalog, registry, sessions, settings.effective_public_url, lambda: signing_key(settings)
     )

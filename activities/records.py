@@ -7,11 +7,12 @@ from collections.abc import Callable
 from sqlmodel import Session, select
 from temporalio import activity
 
+from config import RECLAIMED_STEPS, Catalog
 from db import audit
 from db.models import HumanTask, OffboardingRun, Step, utcnow
 from domain.audit import AuditEventIn
 from domain.status import ACTIVE_STEPS, TERMINAL_STEPS
-from metrics import RUNS_FINISHED, STEP_SECONDS
+from metrics import LICENSE_COST_RECLAIMED, LICENSE_SEATS_RECLAIMED, RUNS_FINISHED, STEP_SECONDS
 from workflows.types import RecordInput, StepState, TaskRecord
 
 
@@ -24,8 +25,11 @@ def step_seconds(row: Step, state: StepState) -> float | None:
 
 
 class RecordActivities:
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    def __init__(
+        self, session_factory: Callable[[], Session], catalog: Catalog | None = None
+    ) -> None:
         self._sessions = session_factory
+        self._catalog = catalog
 
     @activity.defn(name="record_events")
     def record_events(self, events: list[AuditEventIn]) -> int:
@@ -36,10 +40,12 @@ class RecordActivities:
         # What to count once the write has committed: the transaction may be retried.
         durations: list[tuple[str, str, float]] = []
         finished: list[str] = []
+        reclaimed: list[tuple[str, str]] = []
 
         def mirror(session: Session) -> None:
             durations.clear()
             finished.clear()
+            reclaimed.clear()
             # FOR UPDATE: a concurrent snapshot of this run waits here and then reads the
             # committed version, so an older one can't overwrite a newer one (PostgreSQL's READ
             # COMMITTED would otherwise let it); SQLite serialises writers and ignores the clause.
@@ -73,6 +79,8 @@ class RecordActivities:
                 seconds = step_seconds(row, state)
                 if seconds is not None:
                     durations.append((state.app, state.status, seconds))
+                if state.status in RECLAIMED_STEPS and row.status not in RECLAIMED_STEPS:
+                    reclaimed.append((state.app, state.status))
                 row.status = state.status
                 row.account = state.account
                 row.detail = state.detail
@@ -84,6 +92,12 @@ class RecordActivities:
             RUNS_FINISHED.labels(status).inc()
         for app, outcome, seconds in durations:
             STEP_SECONDS.labels(app, outcome).observe(seconds)
+        if self._catalog is not None:
+            for app, status in reclaimed:
+                seat = self._catalog.licenses_reclaimed([(app, status)])
+                for currency, cost in seat.monthly_cost.items():
+                    LICENSE_COST_RECLAIMED.labels(currency).inc(cost)
+                    LICENSE_SEATS_RECLAIMED.labels(app).inc()
         return written
 
     @activity.defn(name="record_task")

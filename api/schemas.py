@@ -46,6 +46,11 @@ class StepView(BaseModel):
     updated_at: Instant | None
 
 
+class LicensesReclaimed(BaseModel):
+    seats: int
+    monthly_cost: dict[str, float]  # currency -> amount per month
+
+
 class RunView(BaseModel):
     run_id: str
     workflow_id: str
@@ -57,6 +62,7 @@ class RunView(BaseModel):
     apps: list[StepView]
     created_at: Instant
     completed_at: Instant | None
+    licenses: LicensesReclaimed | None = None
 
 
 class RunStarted(BaseModel):

@@ -193,8 +193,11 @@ def offboarding_input(
 # -- reading -----------------------------------------------------------------------------
 
 
-def run_views(session: Session, runs: list[OffboardingRun]) -> list[dict[str, Any]]:
-    """Runs with their steps, in one query for all steps (lists stay cheap)."""
+def run_views(
+    session: Session, runs: list[OffboardingRun], catalog: Catalog | None = None
+) -> list[dict[str, Any]]:
+    """Runs with their steps, in one query for all steps (lists stay cheap); with the
+    catalog, each also says the licences it reclaimed."""
     ids = [r.run_id for r in runs]
     by_run: dict[str, list[Step]] = {i: [] for i in ids}
     if ids:
@@ -202,7 +205,12 @@ def run_views(session: Session, runs: list[OffboardingRun]) -> list[dict[str, An
             select(Step).where(col(Step.run_id).in_(ids)).order_by(col(Step.app))
         ):
             by_run[step.run_id].append(step)
-    return [_view(run, by_run[run.run_id]) for run in runs]
+    views = [_view(run, by_run[run.run_id]) for run in runs]
+    if catalog is not None:
+        for view in views:
+            steps = ((a["app"], a["status"]) for a in view["apps"])
+            view["licenses"] = catalog.licenses_reclaimed(steps).model_dump()
+    return views
 
 
 def _view(run: OffboardingRun, steps: list[Step]) -> dict[str, Any]:

@@ -75,14 +75,14 @@ def list_offboardings(
 ) -> list[dict[str, Any]]:
     """The runs the caller may see, newest first (app admins: runs of the apps they own)."""
     found = runs.list_runs(session, principal, catalog, status=status, limit=limit, offset=offset)
-    return runs.run_views(session, found)
+    return runs.run_views(session, found, catalog)
 
 
 @router.get("/offboardings/{run_id}", response_model=RunView)
 def get_offboarding(
     run_id: str, principal: StaffDep, session: SessionDep, catalog: CatalogDep
 ) -> dict[str, Any]:
-    return runs.run_views(session, [runs.get_run(session, principal, catalog, run_id)])[0]
+    return runs.run_views(session, [runs.get_run(session, principal, catalog, run_id)], catalog)[0]
 
 
 @router.post("/offboardings/{run_id}/cancel", status_code=202, response_model=RunCancelling)

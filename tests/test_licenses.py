@@ -1,0 +1,70 @@
+"""Licences reclaimed: each run says the seats and monthly cost its verified (or done) steps
+freed, from the catalog's ``license:``; /metrics keeps the running totals."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import ScimApp, StackFactory, steps, terminated
+
+pytestmark = pytest.mark.slow
+
+CATALOG = """
+apps:
+  - id: ironclad
+    name: Ironclad
+    owners: [legal-ops@example.com]
+    connector: scim
+    license: {{cost_per_month: 45.5, currency: USD}}
+    scim:
+      base_url: {base_url}
+      token_env: TEST_SCIM_TOKEN
+  - id: imanage
+    name: iManage Work
+    owners: [it-lead@example.com]
+    connector: manual
+    license: {{cost_per_month: 30, currency: EUR}}
+    manual:
+      assignees: [it-helpdesk@example.com]
+"""
+
+
+def metric(text: str, name: str, label: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_run_reports_the_seats_and_cost_it_reclaimed(
+    make_stack: StackFactory, scim_app: ScimApp
+) -> None:
+    stack = await make_stack(scim_app, catalog_text=CATALOG)
+    before = (await stack.http.get("/metrics")).text
+    response = await stack.webhook(terminated(scim_app.users[5], 5))
+    run_id = response.json()["run_id"]
+    run = await stack.wait_run(run_id, lambda r: steps(r).get("imanage") == "waiting_human")
+    await stack.wait_run(run_id, lambda r: steps(r).get("ironclad") == "verified")
+    run = await stack.run(run_id)
+    assert run["licenses"] == {"seats": 1, "monthly_cost": {"USD": 45.5}}
+
+    [task] = [t for t in await stack.tasks(status="open") if t["run_id"] == run_id]
+    done = await stack.http.post(
+        f"/api/v1/tasks/{task['id']}/complete", json={"outcome": "done", "note": "disabled"}
+    )
+    assert done.status_code == 200, done.text
+    run = await stack.wait_run(run_id, lambda r: r["status"] == "completed")
+    assert run["licenses"] == {"seats": 2, "monthly_cost": {"USD": 45.5, "EUR": 30.0}}
+    listed = (await stack.http.get("/api/v1/offboardings")).json()
+    assert [r["licenses"] for r in listed if r["run_id"] == run_id] == [run["licenses"]]
+
+    name = "offboard_license_cost_reclaimed_total"
+    for _ in range(100):  # counted once the state write has committed
+        after = (await stack.http.get("/metrics")).text
+        if metric(after, name, 'currency="EUR"') - metric(before, name, 'currency="EUR"') >= 30:
+            break
+        await asyncio.sleep(0.1)
+    assert metric(after, name, 'currency="USD"') - metric(before, name, 'currency="USD"') == 45.5
+    assert metric(after, name, 'currency="EUR"') - metric(before, name, 'currency="EUR"') == 30
