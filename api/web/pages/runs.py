@@ -43,10 +43,12 @@ def runs_page(
     selected = status if status in RUN_STATUSES else ""
     runs = offboardings.list_runs(session, principal, catalog, status=selected or None, limit=200)
     views = offboardings.run_views(session, runs)
+    steps = ((a["app"], a["status"]) for v in views for a in v["apps"])
     return render(
         request,
         "runs.html",
         runs=runs,
+        licenses=catalog.licenses_reclaimed(steps),
         steps={v["run_id"]: v["apps"] for v in views},
         selected=selected,
         statuses=RUN_STATUSES,
