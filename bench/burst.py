@@ -132,6 +132,23 @@ class Stack:
         self.temporal.stop()
 
 
+def spawn_offboard(workdir: Path, temporal_address: str, port: int) -> Proc:
+    """``offboard dev`` on ``port`` with ``workdir/apps.yaml``, as users run it."""
+    env = {
+        "OFFBOARD_DATA_DIR": str(workdir / "data"),
+        "OFFBOARD_CATALOG": str(workdir / "apps.yaml"),
+        "OFFBOARD_TEMPORAL_ADDRESS": temporal_address,
+        "OFFBOARD_PORT": str(port),
+        "OFFBOARD_WEBHOOK_SECRETS": SECRET,
+        "OFFBOARD_BURST_THRESHOLD": "0",
+        "OFFBOARD_LOG_FORMAT": "json",
+        "BENCH_SCIM_TOKEN": SCIM_TOKEN,
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [sys.executable, "-c", "from cli.main import app; app()", "dev"]
+    return spawn(cmd, workdir, "offboard", env, ready="Data dir:")
+
+
 def start_stack(people: int) -> Stack:
     workdir = Path(tempfile.mkdtemp(prefix="offboard-bench-"))
     temporal = TemporalDevServer(workdir / "temporal.db").start()
@@ -151,24 +168,7 @@ def start_stack(people: int) -> Stack:
     )
     (workdir / "apps.yaml").write_text(catalog)
     port = free_port()
-    env = {
-        "OFFBOARD_DATA_DIR": str(workdir / "data"),
-        "OFFBOARD_CATALOG": str(workdir / "apps.yaml"),
-        "OFFBOARD_TEMPORAL_ADDRESS": temporal.address,
-        "OFFBOARD_PORT": str(port),
-        "OFFBOARD_WEBHOOK_SECRETS": SECRET,
-        "OFFBOARD_BURST_THRESHOLD": "0",
-        "OFFBOARD_LOG_FORMAT": "json",
-        "BENCH_SCIM_TOKEN": SCIM_TOKEN,
-        "PYTHONPATH": str(ROOT),
-    }
-    stack.offboard = spawn(
-        [sys.executable, "-c", "from cli.main import app; app()", "dev"],
-        workdir,
-        "offboard",
-        env,
-        ready="Data dir:",
-    )
+    stack.offboard = spawn_offboard(workdir, temporal.address, port)
     stack.procs.append(stack.offboard)
     stack.api = f"http://127.0.0.1:{port}"
     stack.token = (workdir / "data/admin-token").read_text().strip()

@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.burst import SCIM_TOKEN, SECRET, Proc, post_webhook, spawn  # noqa: E402
+from bench.burst import Proc, post_webhook, spawn, spawn_offboard  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
@@ -119,19 +119,7 @@ def main() -> None:
         )
         (workdir / "apps.yaml").write_text(catalog)
         port = free_port()
-        env = {
-            "OFFBOARD_DATA_DIR": str(workdir / "data"),
-            "OFFBOARD_CATALOG": str(workdir / "apps.yaml"),
-            "OFFBOARD_TEMPORAL_ADDRESS": temporal.address,
-            "OFFBOARD_PORT": str(port),
-            "OFFBOARD_WEBHOOK_SECRETS": SECRET,
-            "OFFBOARD_BURST_THRESHOLD": "0",
-            "OFFBOARD_LOG_FORMAT": "json",
-            "BENCH_SCIM_TOKEN": SCIM_TOKEN,
-            "PYTHONPATH": str(ROOT),
-        }
-        cmd = [sys.executable, "-c", "from cli.main import app; app()", "dev"]
-        procs.append(spawn(cmd, workdir, "offboard", env, ready="Data dir:"))
+        procs.append(spawn_offboard(workdir, temporal.address, port))
         token = (workdir / "data/admin-token").read_text().strip()
         started = asyncio.run(layoff(f"http://127.0.0.1:{port}", token, args.people))
         finished = time.time() - started

@@ -55,15 +55,19 @@ def scim_app_yaml(
     name: str = "Ironclad",
     owners: str = "legal-ops@example.com",
     base_url: str = "{base_url}",
+    app_keys: str = "",
     **scim: object,
 ) -> str:
-    """One SCIM app of a test catalog (YAML), matched by email, token in TEST_SCIM_TOKEN."""
+    """One SCIM app of a test catalog (YAML), matched by email, token in TEST_SCIM_TOKEN.
+
+    ``app_keys``: YAML lines at the app's level (indented by 4), e.g. ``on_no_account``.
+    """
     extra = "".join(
         f"      {key}: {str(v).lower() if isinstance(v, bool) else v}\n" for key, v in scim.items()
     )
     return (
         f"  - id: {app_id}\n    name: {name}\n    owners: [{owners}]\n    connector: scim\n"
-        f"    scim:\n      base_url: {base_url}\n      token_env: {TOKEN_ENV}\n"
+        f"{app_keys}    scim:\n      base_url: {base_url}\n      token_env: {TOKEN_ENV}\n"
         f"      match: email\n{extra}"
     )
 

@@ -7,25 +7,17 @@ import asyncio
 
 import pytest
 
-from tests.conftest import ScimApp, StackFactory, steps, terminated
+from tests.conftest import ScimApp, StackFactory, catalog_yaml, scim_app_yaml, steps, terminated
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    handover:
+HANDOVER = """    handover:
       assignees: manager
       sla_hours: 48
       instructions: >-
         Reassign {{{{ name }}}}'s Ironclad contracts and workflows to {{{{ manager_email }}}}.
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
 """
+CATALOG = catalog_yaml(scim_app_yaml(app_keys=HANDOVER))
 
 
 async def test_handover_task_goes_to_the_manager_and_holds_the_run(

@@ -7,28 +7,25 @@ import asyncio
 
 import pytest
 
-from tests.conftest import ScimApp, StackFactory, steps, terminated
+from tests.conftest import (
+    ScimApp,
+    StackFactory,
+    catalog_yaml,
+    manual_app_yaml,
+    scim_app_yaml,
+    steps,
+    terminated,
+)
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    license: {{cost_per_month: 45.5, currency: USD}}
-    scim:
-      base_url: {base_url}
-      token_env: TEST_SCIM_TOKEN
-  - id: imanage
-    name: iManage Work
-    owners: [it-lead@example.com]
-    connector: manual
-    license: {{cost_per_month: 30, currency: EUR}}
-    manual:
-      assignees: [it-helpdesk@example.com]
-"""
+CATALOG = catalog_yaml(
+    scim_app_yaml(app_keys="    license: {{cost_per_month: 45.5, currency: USD}}\n"),
+    manual_app_yaml().replace(
+        "    connector: manual\n",
+        "    connector: manual\n    license: {{cost_per_month: 30, currency: EUR}}\n",
+    ),
+)
 
 
 def metric(text: str, name: str, label: str) -> float:

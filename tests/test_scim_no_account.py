@@ -6,23 +6,16 @@ from __future__ import annotations
 import pytest
 
 from devstack.scim_server import SeedUser
-from tests.conftest import ScimApp, StackFactory, steps, terminated
+from tests.conftest import ScimApp, StackFactory, catalog_yaml, scim_app_yaml, steps, terminated
 from tests.test_scim_stack import open_exception
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-apps:
-  - id: ironclad
-    name: Ironclad
-    owners: [legal-ops@example.com]
-    connector: scim
-    on_no_account: {on_no_account}
-    scim:
-      base_url: {{base_url}}
-      token_env: TEST_SCIM_TOKEN
-      match: email
-"""
+
+def catalog(on_no_account: str) -> str:
+    return catalog_yaml(scim_app_yaml(app_keys=f"    on_no_account: {on_no_account}\n"))
+
+
 GHOST = SeedUser("ghost", "Gina.Ghost@Example.com", "Gina", "Ghost")
 TRIED = (
     'tried emails.value eq "gina.ghost@example.com"; emails.value eq "Gina.Ghost@Example.com"; '
@@ -31,7 +24,7 @@ TRIED = (
 
 
 async def test_skipped_step_names_every_lookup(make_stack: StackFactory, scim_app: ScimApp) -> None:
-    stack = await make_stack(scim_app, catalog_text=CATALOG.format(on_no_account="skip"))
+    stack = await make_stack(scim_app, catalog_text=catalog("skip"))
     response = await stack.webhook(terminated(GHOST, 90))
     run_id = response.json()["run_id"]
     run = await stack.wait_run(run_id, lambda r: r["status"] == "completed", timeout=60)
@@ -43,7 +36,7 @@ async def test_skipped_step_names_every_lookup(make_stack: StackFactory, scim_ap
 async def test_on_no_account_exception_asks_a_person(
     make_stack: StackFactory, scim_app: ScimApp
 ) -> None:
-    stack = await make_stack(scim_app, catalog_text=CATALOG.format(on_no_account="exception"))
+    stack = await make_stack(scim_app, catalog_text=catalog("exception"))
     response = await stack.webhook(terminated(GHOST, 91))
     run_id = response.json()["run_id"]
     run = await stack.wait_run(run_id, lambda r: steps(r).get("ironclad") == "failed", timeout=60)
