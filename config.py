@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Two secrets may be active at once so the HR system can be switched over without downtime.
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     webhook_tolerance_seconds: int = 300
+    # An HR event is claimed before any work; a copy arriving while the claim is younger than
+    # this gets 409 (try later), an older claim is taken over: its handler died mid-way.
+    webhook_claim_lease_seconds: Annotated[float, Field(gt=0)] = 30.0
     temporal_address: str | None = None
     temporal_namespace: str = "default"
     task_queue: str = "offboard"

@@ -43,6 +43,11 @@ STEP_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+AUDIT_DUPLICATES = Counter(
+    "offboard_audit_duplicates_dropped",
+    "Audit events not written because their (workflow, step, kind) key was already written",
+    registry=REGISTRY,
+)
 SCIM_REQUESTS = Counter(
     "offboard_scim_requests",
     "SCIM requests by app and HTTP status",
