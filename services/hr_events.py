@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings
 from db.models import Person, WebhookEvent, aware, utcnow
 from db.session import Db
+from domain.intake import Email, EventId, Name, PersonId, Text, in_zone
 from services.errors import Conflict
 from services.offboardings import (
     live_run,
@@ -38,22 +39,29 @@ from workflows.offboarding import OffboardingWorkflow
 from workflows.types import JoinRequest
 
 
+def _none_if_blank(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class Employee(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str
-    email: str
-    name: str = ""
-    manager_email: str | None = None
-    department: str | None = None
+    id: PersonId
+    email: Email
+    name: Name = ""
+    manager_email: Annotated[Email | None, BeforeValidator(_none_if_blank)] = None
+    department: Name | None = None
 
 
 class HrEvent(BaseModel):
+    """The webhook body, checked at the trust boundary (``domain.intake``); a date-only or
+    zone-less ``effective_at`` is read in ``OFFBOARD_HR_TIME_ZONE`` by ``handle_hr_event``."""
+
     model_config = ConfigDict(extra="ignore")
-    event_id: str
+    event_id: EventId
     type: Literal["employee.terminated", "employee.termination_rescinded", "employee.upserted"]
     employee: Employee
     effective_at: datetime | None = None
-    reason: str = ""
+    reason: Text = ""
 
 
 class HrOutcome(BaseModel):
@@ -161,6 +169,9 @@ async def handle_hr_event(client: Client, db: Db, settings: Settings, event: HrE
     handled (nothing is written for this one).
     """
     lease = settings.webhook_claim_lease_seconds
+    event = event.model_copy(
+        update={"effective_at": in_zone(event.effective_at, settings.hr_time_zone)}
+    )
     claim = await db.run(lambda session: _claim(session, event, lease))
     if claim.state == "done":
         return HrOutcome(run_id=claim.run_id, duplicate=True)
