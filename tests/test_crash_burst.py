@@ -29,7 +29,7 @@ from sqlmodel import select
 
 from api.signature import sign
 from db import audit
-from db.models import OffboardingRun, Step
+from db.models import OffboardingRun, Step, WebhookEvent
 from db.session import open_session
 from devstack.demo_data import DEMO_GROUPS, demo_users
 from devstack.ports import free_port
@@ -210,7 +210,11 @@ async def test_kill_9_mid_burst_loses_nothing_and_duplicates_nothing(
             run_by_person, _ = await asyncio.gather(burst(), chaos())
         await wait_all_completed(db_url, PEOPLE)
         check_outcome(db_url, run_by_person, scim_servers)
-        print(f"crash: {PEOPLE} runs x faults {faults} survived; deliveries {dict(tries)}")
+        taken_over = claims_taken_over(db_url)
+        print(
+            f"crash: {PEOPLE} runs x faults {faults} survived; deliveries {dict(tries)}; "
+            f"claims taken over from a killed API: {taken_over}"
+        )
     finally:
         api.stop()
         worker.stop()
@@ -229,6 +233,16 @@ async def wait_all_completed(db_url: str, count: int, timeout: float = 180) -> N
             return
         await asyncio.sleep(1)
     raise AssertionError(f"runs never all completed: {dict(statuses)}")
+
+
+def claims_taken_over(db_url: str) -> int:
+    """Events whose claim a redelivery took over (the API died while handling them)."""
+    with open_session(db_url) as session:
+        claims = session.exec(select(WebhookEvent)).all()
+        assert {c.status for c in claims} == {"done"}
+        return sum(
+            1 for c in claims if c.claimed_at and (c.claimed_at - c.received_at).total_seconds() > 1
+        )
 
 
 def check_outcome(
