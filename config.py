@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -32,6 +33,17 @@ class Settings(BaseSettings):
     # Two secrets may be active at once so the HR system can be switched over without downtime.
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     webhook_tolerance_seconds: int = 300
+    # An HR event is claimed before any work; a copy arriving while the claim is younger than
+    # this gets 409 (try later), an older claim is taken over: its handler died mid-way.
+    # A date-only or zone-less ``effective_at`` (HR events and admin starts) is read in this
+    # IANA time zone.
+    hr_time_zone: str = "UTC"
+    # Request bodies under /api/v1: JSON up to max_body_bytes, the CSV uploads up to
+    # max_upload_bytes (413 beyond); a body that stalls this long between chunks is 408.
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
+    max_upload_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
+    body_read_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    webhook_claim_lease_seconds: Annotated[float, Field(gt=0)] = 30.0
     temporal_address: str | None = None
     temporal_namespace: str = "default"
     task_queue: str = "offboard"
@@ -78,6 +90,15 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("hr_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
     @property

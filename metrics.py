@@ -55,6 +55,11 @@ LICENSE_SEATS_RECLAIMED = Counter(
     ["app"],
     registry=REGISTRY,
 )
+AUDIT_DUPLICATES = Counter(
+    "offboard_audit_duplicates_dropped",
+    "Audit events not written because their (workflow, step, kind) key was already written",
+    registry=REGISTRY,
+)
 SCIM_REQUESTS = Counter(
     "offboard_scim_requests",
     "SCIM requests by app and HTTP status",

@@ -10,7 +10,9 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import errors, web
+from api.limits import BodyLimits
 from api.routes import campaigns, health, offboardings, people, ssf, tasks, webhooks
+from api.schemas import ERROR_RESPONSES
 from config import Catalog, Settings
 from temporal_client import connect
 
@@ -27,8 +29,9 @@ def create_app(settings: Settings, catalog: Catalog, client: Client | None = Non
     app.state.catalog = catalog
     app.state.temporal = client
     errors.install(app)
+    app.add_middleware(BodyLimits, settings=settings)
     for module in (webhooks, offboardings, tasks, people, campaigns):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     app.include_router(health.router)
     app.include_router(ssf.router)
     app.include_router(web.router)

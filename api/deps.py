@@ -56,11 +56,17 @@ SessionDep = Annotated[Session, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
+# The only requests the web UI's session cookie authenticates on the JSON API: reads (the
+# audit page's CSV and JSON download links). A state-changing JSON call needs the bearer
+# header, which a cross-site form cannot send, so it needs no CSRF token.
+COOKIE_METHODS = {"GET", "HEAD"}
+
+
 def get_principal(request: Request, session: SessionDep) -> Principal:
-    """The bearer token's holder (the web UI's session cookie carries the same token)."""
+    """The bearer token's holder; for reads also the web UI's session cookie (same token)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if not token:
+    if not token and request.method in COOKIE_METHODS:
         token = request.cookies.get(SESSION_COOKIE, "")
         scheme = "bearer" if token else scheme
     if scheme.lower() != "bearer" or not token:

@@ -6,8 +6,10 @@ HTTP has (401, 413, 503).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
+log = structlog.get_logger()
 STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
 
 
@@ -25,6 +28,17 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+class BodyRefused(StarletteHTTPException):
+    """A request body refused before its handler used it (api/limits.py): 408, 413 or 415.
+
+    An HTTPException, so FastAPI's own body reading passes it on instead of making it a 400.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message, {"Connection": "close"})
+        self.status, self.code, self.message = status, code, message
 
 
 def status_of(exc: DomainError) -> int:
@@ -64,8 +78,26 @@ def install(app: FastAPI) -> None:
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return JSONResponse(error_body("validation_error", summary, details), 422)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The message says nothing about the cause (it may hold data); the log has it all,
+        # under the id the caller can quote.
+        correlation_id = uuid.uuid4().hex
+        log.error(
+            "request.failed",
+            correlation_id=correlation_id,
+            method=request.method,
+            path=request.url.path,
+            exc_info=exc,
+        )
+        body = error_body(
+            "internal_error",
+            f"unexpected error; quote correlation id {correlation_id}",
+            {"correlation_id": correlation_id},
+        )
+        return JSONResponse(body, 500, {"X-Correlation-Id": correlation_id})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code, exc.headers
-        )
+        code = getattr(exc, "code", f"http_{exc.status_code}")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, exc.headers)

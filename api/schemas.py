@@ -26,6 +26,41 @@ from domain.status import (
     Verdict,
 )
 
+# The deepest page a list endpoint serves; far beyond any real list, and far below the
+# database's integer range (a larger offset is a 422, not an overflow).
+MAX_OFFSET = 1_000_000
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# The error answers every /api/v1 route may give, documented once for all of them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("a request that cannot be read"),
+    401: _error("no token, or an unknown or revoked one (webhook: a bad signature)"),
+    403: _error("the token's role or email may not do this"),
+    404: _error("no such object"),
+    408: _error("the body stalled longer than OFFBOARD_BODY_READ_TIMEOUT_SECONDS"),
+    409: _error("the object's state forbids it (finished run, event being handled, ...)"),
+    413: _error("the body is over OFFBOARD_MAX_BODY_BYTES"),
+    415: _error("a body that is not application/json (text/csv for CSV uploads)"),
+    422: _error("a field failed validation; details name each field"),
+    500: _error("an unexpected error; details carry the correlation id, also logged"),
+}
+
 Instant = Annotated[datetime, PlainSerializer(lambda v: v.isoformat(), return_type=str)]
 
 

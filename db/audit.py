@@ -16,14 +16,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from db.models import AuditEvent
 from domain.audit import AuditEventIn, Subject
+from metrics import AUDIT_DUPLICATES
 
 T = TypeVar("T")
+# An event's idempotency key: (workflow id, step id, kind).
+Key = tuple[str, str, str]
+log = structlog.get_logger()
 GENESIS = "0" * 64
 EXPORT_FIELDS = ("seq", "at", "kind", "app", "actor", "detail", "hash", "prev_hash")
 
@@ -88,10 +93,13 @@ def person_events(session: Session, person_id: str) -> list[dict[str, Any]]:
     return trail(session, Subject.person(person_id))
 
 
-def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
-    """Append the events not written yet, each chained to its subject's head; one flush."""
+def _append_batch(session: Session, batch: list[AuditEventIn]) -> tuple[int, list[Key]]:
+    """Append the events not written yet, each chained to its subject's head; one flush.
+
+    Returns (how many were written, the keys of those dropped as already written).
+    """
     if not batch:
-        return 0
+        return 0, []
     written_keys = {
         tuple(row)
         for row in session.exec(
@@ -103,9 +111,11 @@ def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
     }
     heads: dict[Subject, tuple[int, str]] = {}
     rows = []
+    dropped: list[Key] = []
     for event in batch:
-        key = (event.workflow_id, event.step_id, event.kind)
+        key: Key = (event.workflow_id, event.step_id, event.kind)
         if key in written_keys:
+            dropped.append(key)
             continue
         written_keys.add(key)
         subject = event.subject
@@ -137,7 +147,7 @@ def _append_batch(session: Session, batch: list[AuditEventIn]) -> int:
         rows.append(row)
     session.add_all(rows)
     session.flush()
-    return len(rows)
+    return len(rows), dropped
 
 
 # First key of the two-key advisory lock: namespaces offboard's per-subject chain locks.
@@ -189,16 +199,22 @@ def append(
     """
     batch = list(events)
 
-    def attempt() -> int:
+    def attempt() -> tuple[int, list[Key]]:
         with session_factory() as session:
             lock_chains(session, (e.subject for e in batch))
-            written = _append_batch(session, batch)
+            written, dropped = _append_batch(session, batch)
             if extra is not None:
                 extra(session)
             session.commit()
-            return written
+            return written, dropped
 
-    return with_retry(attempt)
+    written, dropped = with_retry(attempt)
+    if dropped:
+        # Expected after a retried write (an activity re-run once its commit had landed); a
+        # steady rate points at a key that is not unique enough, which would lose evidence.
+        AUDIT_DUPLICATES.inc(len(dropped))
+        log.info("audit.duplicates_dropped", count=len(dropped), keys=[list(k) for k in dropped])
+    return written
 
 
 def subjects_with_events(session: Session) -> list[Subject]:

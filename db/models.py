@@ -109,12 +109,22 @@ class ApiToken(SQLModel, table=True):
 
 
 class WebhookEvent(SQLModel, table=True):
+    """An HR event's claim, written before anything else happens (the dedupe record).
+
+    ``claimed`` while its handler works, ``done`` once the run it started, joined or cancelled
+    is known. A claim left ``claimed`` past its lease belongs to a handler that died; the next
+    delivery takes it over and finds the run its ``start_token`` started, if any.
+    """
+
     __tablename__ = "webhook_events"
     event_id: str = Field(primary_key=True)
     type: str
     person_id: str
     run_id: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="done", sa_type=AutoString)
+    start_token: str | None = None
+    claimed_at: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):

@@ -5,7 +5,9 @@ Shared by the HR webhook, the admin API, the web UI and the CLI.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +15,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from config import Catalog, Settings
 from db.models import AuditEvent, OffboardingRun, Person, Step, utcnow
@@ -107,12 +110,17 @@ async def start_offboarding(
     settings: Settings,
     inp: OffboardingInput,
     join: JoinRequest,
+    before_join: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[str, bool]:
     """Start the person's run, or join the live one; returns (run_id, joined).
 
     Signal-with-start on ``offboard-<person>`` makes two racing terminations land in one run;
     the starting request's own join signal carries the start token and is ignored by the run.
-    The run's row exists before this returns (read-your-writes for the 202).
+    The token (``inp.start_token``, else a fresh one) is also the run's memo ``start_token``,
+    so a caller that died before hearing the run id can find the run again
+    (``run_started_with``). ``before_join(run_id)`` runs before a live run is signalled, so
+    the caller can record which run it is about to join. The run's row exists before this
+    returns (read-your-writes for the 202).
     """
 
     def check(session: Session) -> tuple[OffboardingRun | None, bool]:
@@ -122,10 +130,12 @@ async def start_offboarding(
 
     existing, hold = await db.run(check)
     if existing is not None:
+        if before_join is not None:
+            await before_join(existing.run_id)
         handle = client.get_workflow_handle(existing.workflow_id, run_id=existing.run_id)
         await handle.signal(OffboardingWorkflow.join, join)
         return existing.run_id, True
-    token = uuid.uuid4().hex
+    token = inp.start_token or uuid.uuid4().hex
     inp = inp.model_copy(
         update={
             "hold_for_approval": hold,
@@ -140,6 +150,7 @@ async def start_offboarding(
         task_queue=settings.task_queue,
         start_signal="join",
         start_signal_args=[join.model_copy(update={"token": token})],
+        memo={"start_token": token},
     )
     run_id = started.result_run_id or started.first_execution_run_id
     assert run_id is not None
@@ -167,6 +178,26 @@ async def start_offboarding(
     await db.run(record)
     RUNS_STARTED.labels(inp.trigger).inc()
     return run_id, False
+
+
+async def run_started_with(client: Client, person_id: str, token: str) -> str | None:
+    """The run of ``offboard-<person>`` whose memo carries this start token, or None.
+
+    The current run is read first (strongly consistent); older runs from visibility.
+    """
+    workflow_id = workflow_id_for(person_id)
+    try:
+        current = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if (await current.memo()).get("start_token") == token:
+        return current.run_id
+    async for execution in client.list_workflows(f"WorkflowId = {json.dumps(workflow_id)}"):
+        if (await execution.memo()).get("start_token") == token:
+            return execution.run_id
+    return None
 
 
 def offboarding_input(

@@ -45,6 +45,8 @@ from temporal_client import connect_with_retry
 from tests.scim_quirks import Quirks
 from worker import Workers, build_worker
 
+pytest_plugins = ["tests.secret_scan"]
+
 SCIM_TOKEN = "scim-test-token-5f1d2c"
 WEBHOOK_SECRET = "whsec-test-8a7b6c"
 TOKEN_ENV = "TEST_SCIM_TOKEN"

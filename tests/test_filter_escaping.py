@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 
 from connectors.scim import escape_filter_value
+from db.models import Person
 from devstack.demo_data import MALLORY
 from devstack.scim_server import SeedUser
 from tests.conftest import ScimApp, Stack, StackFactory, steps, terminated
@@ -126,7 +127,16 @@ async def test_offboarding_mallory_touches_only_mallory(stack: Stack) -> None:
     groups_before = {name: scim.server.groups_of(i) for name, i in others.items()}
     assert scim.server.groups_of(mallory_id), "Mallory should start in groups"
 
-    response = await stack.webhook(terminated(mallory, 12))
+    # The trust boundary refuses her address outright (not an email) ...
+    refused = await stack.webhook(terminated(mallory, 12))
+    assert refused.status_code == 422, refused.text
+    assert "employee.email" in refused.text
+    # ... so the connector's escaping is the second line: reach it with a directory row that
+    # predates the boundary's check, offboarded by employee id.
+    with stack.session() as session:
+        session.add(Person(id="E1012", email=MALLORY, name="Mallory Moore"))
+        session.commit()
+    response = await stack.http.post("/api/v1/offboardings", json={"employee_id": "E1012"})
     assert response.status_code == 202, response.text
     run = await stack.wait_run(
         response.json()["run_id"],

@@ -252,7 +252,9 @@ async def test_pages_redirect_to_login_and_name_the_needed_role(tmp_path: Path) 
         task = await http.get("/tasks/nope")
         assert task.status_code == 404
 
-        out = await http.get("/logout")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', inbox.text)
+        assert csrf is not None
+        out = await http.post("/logout", data={"csrf_token": csrf.group(1)})
         assert out.status_code == 303
         assert (await http.get("/")).status_code == 303
 

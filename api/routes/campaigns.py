@@ -26,6 +26,7 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.schemas import (
+    MAX_OFFSET,
     BulkDecided,
     CampaignClosed,
     CampaignReport,
@@ -107,7 +108,7 @@ def list_items(
     classification: Annotated[Classification | None, Query()] = None,
     app: str | None = Query(default=None),
     limit: int = Query(default=500, ge=1, le=5000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> list[dict[str, Any]]:
     """Items riskiest first: terminated but active, orphans, service accounts, the rest."""
     campaigns.get_campaign(session, campaign_id)

@@ -5,12 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from annotated_types import Len
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, StringConstraints, model_validator
 
 from api.deps import AdminDep, CatalogDep, DbDep, SessionDep, SettingsDep, StaffDep, TemporalDep
-from api.schemas import DryRun, RunApproved, RunCancelling, RunStarted, RunView, StepRetrying
+from api.schemas import (
+    MAX_OFFSET,
+    DryRun,
+    RunApproved,
+    RunCancelling,
+    RunStarted,
+    RunView,
+    StepRetrying,
+)
 from db.models import utcnow
+from domain.intake import Email, PersonId, Text, in_zone
 from domain.status import RunStatus
 from services import offboardings as runs
 from workflows.types import JoinRequest
@@ -18,20 +28,27 @@ from workflows.types import JoinRequest
 router = APIRouter(tags=["offboardings"])
 
 
+AppId = Annotated[str, StringConstraints(max_length=100)]
+
+
 class OffboardingCreate(BaseModel):
-    email: str | None = None
-    employee_id: str | None = None
-    reason: str = ""
+    """Checked at the trust boundary (``domain.intake``); a date-only or zone-less
+    ``effective_at`` is read in ``OFFBOARD_HR_TIME_ZONE``, as for HR events."""
+
+    email: Email | None = None
+    employee_id: PersonId | None = None
+    reason: Text = ""
     effective_at: datetime | None = None
     dry_run: bool = False
-    apps: list[str] | None = None
+    apps: (
+        Annotated[list[Annotated[str, StringConstraints(max_length=100)]], Len(max_length=500)]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _one_identity(self) -> OffboardingCreate:
         if not (self.email or self.employee_id):
             raise ValueError("give email or employee_id")
-        if self.effective_at is not None and self.effective_at.tzinfo is None:
-            raise ValueError("effective_at needs a time zone (e.g. 2026-12-01T17:00:00Z)")
         return self
 
 
@@ -54,7 +71,7 @@ async def create_offboarding(
     inp = runs.offboarding_input(
         person,
         reason=body.reason,
-        effective_at=body.effective_at,
+        effective_at=in_zone(body.effective_at, settings.hr_time_zone),
         apps=body.apps,
         trigger="api",
         actor=admin.actor,
@@ -71,7 +88,7 @@ def list_offboardings(
     catalog: CatalogDep,
     status: Annotated[RunStatus | None, Query()] = None,
     limit: int = Query(default=100, ge=1, le=5000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> list[dict[str, Any]]:
     """The runs the caller may see, newest first (app admins: runs of the apps they own)."""
     found = runs.list_runs(session, principal, catalog, status=status, limit=limit, offset=offset)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import CatalogDep, DbDep, PrincipalDep, SessionDep, TemporalDep
-from api.schemas import TaskView
+from api.schemas import MAX_OFFSET, TaskView
 from domain.status import Outcome, TaskStatus
 from services import tasks
 
@@ -28,7 +28,7 @@ def list_tasks(
     status: Annotated[TaskStatus | None, Query()] = None,
     assignee: str | None = Query(default=None),
     limit: int | None = Query(default=None, ge=1, le=5000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> list[dict[str, Any]]:
     """Tasks assigned to me, plus (app admins) those of my apps; admins see all."""
     found = tasks.list_tasks(

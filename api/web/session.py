@@ -82,9 +82,22 @@ def page_router() -> APIRouter:
     return APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
+def same_origin(request: Request, settings: Settings) -> bool:
+    """A state-changing request's ``Origin``, when the browser sends one, is this site's: the
+    public URL's, or the host the request was addressed to (``offboard dev`` on any port)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    host = request.headers.get("Host", "")
+    allowed = {settings.effective_public_url, f"{request.url.scheme}://{host}"}
+    return origin.rstrip("/") in allowed
+
+
 def check_csrf(request: Request, given: str) -> None:
+    """The form's CSRF token is this session's, and the request comes from this site."""
     expected = csrf_token(request.state.session_token)
-    if not given or not hmac.compare_digest(expected, given):
+    settings: Settings = request.app.state.settings
+    if not given or not hmac.compare_digest(expected, given) or not same_origin(request, settings):
         raise Refused(
             403,
             "Form expired",

@@ -14,8 +14,11 @@ from api.web.render import render
 from api.web.session import (
     LOGIN_CSRF_COOKIE,
     SESSION_MAX_AGE,
+    WebPrincipal,
+    check_csrf,
     page_router,
     safe_next,
+    same_origin,
     secure_cookie,
 )
 from services.tokens import principal_for
@@ -53,7 +56,8 @@ def login(
 ) -> Response:
     target = safe_next(next)
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not nonce or not hmac.compare_digest(nonce, csrf_token):
+    fresh = nonce and hmac.compare_digest(nonce, csrf_token)
+    if not fresh or not same_origin(request, settings):
         return _login_page(request, target, 403, "The sign-in form expired. Please try again.")
     token = token.strip()
     if principal_for(session, token) is None:
@@ -72,8 +76,15 @@ def login(
     return response
 
 
-@router.api_route("/logout", methods=["GET", "POST"])
-def logout(settings: SettingsDep) -> Response:
+@router.post("/logout")
+def logout(
+    request: Request,
+    principal: WebPrincipal,
+    settings: SettingsDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Sign out: a form post carrying the page's CSRF token (a cross-site post is refused)."""
+    check_csrf(request, csrf_token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookie(settings)

@@ -1,0 +1,61 @@
+"""What crosses the trust boundary: one set of checked types for every intake path.
+
+The HR webhook and the admin API (and the CLI through it) take people, emails, event ids and
+times through these types, so a value that could not be addressed later (an id with a slash,
+an email with a stray space, a 2,000-character id that overflows a workflow id) is refused
+with a 422 naming the field before anything is written or started.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BeforeValidator, EmailStr, StringConstraints
+
+# Person ids become workflow ids (``offboard-<id>``) and URL path segments
+# (``/people/{id}/audit``): letters, digits and ``. _ @ + -``, starting with a letter or digit
+# (no ``/``, no ``..`` prefix, no spaces). An email fits, so unknown people keep theirs as id.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
+MAX_ID_LENGTH = 128
+MAX_EVENT_ID_LENGTH = 200
+# RFC 5321's limit on a forward path.
+MAX_EMAIL_LENGTH = 254
+MAX_TEXT_LENGTH = 2000
+
+
+def _strip(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+PersonId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN
+    ),
+]
+EventId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=MAX_EVENT_ID_LENGTH, pattern=ID_PATTERN
+    ),
+]
+# Trimmed, validated (RFC 5322 syntax, a public-looking domain), then lower-cased: accounts are
+# matched by email, so " Dana@Example.com " and "dana@example.com" must be the same person.
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(_strip),
+    StringConstraints(max_length=MAX_EMAIL_LENGTH),
+    AfterValidator(str.lower),
+]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+def in_zone(value: datetime | None, zone: str) -> datetime | None:
+    """A time from an intake path, zone-aware: a date-only or zone-less value is read in
+    ``zone`` (an IANA name, ``OFFBOARD_HR_TIME_ZONE``); an aware one is kept as sent."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ZoneInfo(zone))
