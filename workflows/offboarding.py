@@ -57,6 +57,9 @@ CANCEL_AFTER_START = "cancel-after-start"
 # Since this patch apps with a catalog ``handover:`` get a handover task beside their step; the
 # run waits for it (waiting_human) before it completes.
 HANDOVER = "handover"
+# Since this patch the plan and run.started are on the trail before any app's step or task
+# writes its own events (those write directly, and under load could land first).
+ORDERED_TRAIL = "ordered-trail"
 
 
 @workflow.defn
@@ -73,6 +76,7 @@ class OffboardingWorkflow(AppSteps):
         self._open_exceptions: set[str] = set()
         self._pending_events: list[AuditEventIn] = []
         self._version = 0
+        self._written = 0
         self._dirty = False
         self._closing = False
         self._completed_at: datetime | None = None
@@ -82,6 +86,7 @@ class OffboardingWorkflow(AppSteps):
         self._idp_first = False
         self._cancel_after_start = False
         self._handovers = False
+        self._ordered_trail = False
         self._open_handovers: set[str] = set()
 
     # -- run -------------------------------------------------------------------------------
@@ -94,6 +99,7 @@ class OffboardingWorkflow(AppSteps):
         self._idp_first = workflow.patched(IDP_FIRST)
         self._cancel_after_start = workflow.patched(CANCEL_AFTER_START)
         self._handovers = workflow.patched(HANDOVER)
+        self._ordered_trail = workflow.patched(ORDERED_TRAIL)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -120,6 +126,8 @@ class OffboardingWorkflow(AppSteps):
 
         self._status = "running"
         self._event("run", "run.started", None, {})
+        if self._ordered_trail:
+            await self._flush()
         runnable = [p for p in plan.apps if p.action != "skip"]
         if self._idp_first:
             tasks = await self._idp_then_apps(runnable)

@@ -41,6 +41,7 @@ class RunRecord:
     _open_exceptions: set[str]
     _pending_events: list[AuditEventIn]
     _version: int
+    _written: int  # the version of the last completed mirror write
     _dirty: bool
     _closing: bool
     _completed_at: datetime | None
@@ -52,6 +53,7 @@ class RunRecord:
     _idp_first: bool
     _cancel_after_start: bool
     _handovers: bool
+    _ordered_trail: bool
     _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
@@ -130,6 +132,11 @@ class RunRecord:
             await workflow.execute_activity_method(
                 RecordActivities.record_run, record, start_to_close_timeout=_QUICK
             )
+            self._written = record.version
+
+    async def _flush(self) -> None:
+        """Wait until every change so far is written (state and audit events)."""
+        await workflow.wait_condition(lambda: not self._dirty and self._written == self._version)
 
     async def _finish(self) -> None:
         """The last write: final status and completed_at, after every earlier one."""
