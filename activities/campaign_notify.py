@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.campaign_base import CampaignActivityBase, campaign_event
 from db import audit
 from db.models import CampaignItem
+from db.reviewer_moves import move_departed
 from workflows.campaign_messages import CampaignNotifyInput
 
 log = structlog.get_logger("offboard.campaign")
@@ -27,6 +28,8 @@ class CampaignNotifyActivities(CampaignActivityBase):
         Recipients are computed here from the DB, so the workflow carries no lists. Each
         message is logged with its deep link; the campaign's trail records who was told what.
         """
+        # A reviewer who left since the last notice hands their pending items on first.
+        move_departed(self._sessions, inp.campaign_id, self._catalog.reviewers_of)
         with self._sessions() as session:
             campaign = self._campaign(session, inp.campaign_id)
             pending = (
@@ -49,7 +52,8 @@ class CampaignNotifyActivities(CampaignActivityBase):
                     .group_by("reviewer")
                 ).all()
                 counts = Counter({str(r): n for r, n in per_reviewer})
-        link = f"{self._public_url}/campaigns/{inp.campaign_id}"
+        # The reviewer's own items in this campaign; signing in from it returns there.
+        link = f"{self._public_url}/campaigns/{inp.campaign_id}/review"
         subject = {
             "review_assigned": "Access review {name}: {n} accounts to review by {due}",
             "review_reminder": "Reminder: access review {name}: {n} accounts still to review, "
@@ -66,10 +70,10 @@ class CampaignNotifyActivities(CampaignActivityBase):
                 kind=inp.kind,
                 to=recipient,
                 subject=line,
-                link=f"{link}/items?reviewer=me",
+                link=link,
             )
             if self._mailer is not None:
-                body = f"{line}\n\nReview them here: {link}/items?reviewer=me\n"
+                body = f"{line}\n\nReview them here: {link}\n"
                 try:
                     # A sync activity runs in a worker thread, so it may run its own loop.
                     asyncio.run(self._mailer.send([recipient], line, body))

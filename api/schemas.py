@@ -171,6 +171,7 @@ class ReviewFields(BaseModel):
     last_sign_in: str | None
     groups: list[str]
     reviewer: str | None
+    reviewer_reason: str
     decision: Decision
     justification: str
     decided_by: str | None
@@ -191,6 +192,11 @@ class ItemView(ReviewFields):
 
 class BulkDecided(BaseModel):
     decided: int
+    items: list[ItemView]
+
+
+class Reassigned(BaseModel):
+    reassigned: int
     items: list[ItemView]
 
 

@@ -29,6 +29,7 @@ REPORT_FIELDS = (
     "last_sign_in",
     "groups",
     "reviewer",
+    "reviewer_reason",
     "decision",
     "justification",
     "decided_by",

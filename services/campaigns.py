@@ -146,6 +146,7 @@ def review_fields(item: CampaignItem) -> dict[str, Any]:
         "last_sign_in": item.last_sign_in,
         "groups": item.groups,
         "reviewer": item.reviewer,
+        "reviewer_reason": item.reviewer_reason,
         "decision": item.decision,
         "justification": item.justification,
         "decided_by": item.decided_by,
@@ -208,7 +209,7 @@ def list_campaigns(
     return [v for v in views if scope is None or v["counts"]["items"]]
 
 
-def _open(campaign: Campaign) -> Campaign:
+def require_open(campaign: Campaign) -> Campaign:
     if campaign.status not in OPEN_CAMPAIGNS:
         raise Conflict("review_closed", f"campaign {campaign.id} is {campaign.status}")
     return campaign
@@ -227,7 +228,7 @@ def decide(
     """One decision for one or many items, all or nothing: an item that is not the caller's
     (``authz.can_decide``), still unclassified, protected (revoke) or risky without a
     justification (keep) refuses the whole batch. Returns the items as decided."""
-    campaign = _open(get_campaign(session, campaign_id))
+    campaign = require_open(get_campaign(session, campaign_id))
     wanted = list(dict.fromkeys(ids))
     rows = session.exec(
         select(CampaignItem).where(
@@ -338,7 +339,7 @@ async def close_campaign(
 ) -> CloseReviewResult:
     """End the review now (admin): on_no_decision for what is pending, revocations start."""
     authz.require_admin(principal)
-    campaign = await db.run(lambda session: _open(get_campaign(session, campaign_id)))
+    campaign = await db.run(lambda session: require_open(get_campaign(session, campaign_id)))
     handle = client.get_workflow_handle(campaign.workflow_id)
     request = CloseRequest(actor=principal.actor, reason=reason)
     result: CloseReviewResult = await workflow_update(
