@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.status import Classification, ReviewerMode
@@ -178,3 +179,38 @@ def fallback_owner(owners: Sequence[str], holder: set[str], why: str) -> tuple[s
             skipped = " (the first owner holds the account)" if index else ""
             return owner.lower(), f"app owner: {why}{skipped}"
     return None, f"no reviewer: {why}, and no app owner who is not the holder"
+
+
+# The classification in words, for reviewers.
+EXPLAINED: dict[Classification, str] = {
+    "terminated_but_active": "HR says this person has left, but the account is still active",
+    "orphan": "No one in the HR directory matches this account",
+    "service_account": "The name matches a service-account pattern in the catalog",
+    "active_employee": "A current employee",
+}
+# Days without a sign-in after which an account is called stale.
+STALE_AFTER_DAYS = 30
+
+
+def recommendations(
+    classification: Classification | None, last_sign_in: str | None, now: datetime
+) -> list[str]:
+    """What a reviewer should weigh, in words: "terminated in HR", "no HR match", "service
+    account pattern", "no sign-in for N days" (N >= ``STALE_AFTER_DAYS``, when the app gives a
+    last sign-in as ISO-8601; an unreadable one is ignored). ``now`` is timezone-aware."""
+    found = {
+        "terminated_but_active": ["terminated in HR"],
+        "orphan": ["no HR match"],
+        "service_account": ["service account pattern"],
+    }.get(classification or "", [])
+    if last_sign_in:
+        try:
+            seen = datetime.fromisoformat(last_sign_in.replace("Z", "+00:00"))
+        except ValueError:
+            return found
+        if seen.tzinfo is None:
+            seen = seen.replace(tzinfo=UTC)
+        days = (now - seen).days
+        if days >= STALE_AFTER_DAYS:
+            found = [*found, f"no sign-in for {days} days"]
+    return found

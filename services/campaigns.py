@@ -22,7 +22,7 @@ from db.models import Campaign, CampaignItem, utcnow
 from db.session import Db, session_factory
 from domain.audit import AuditEventIn, Subject
 from domain.review import JUSTIFY_KEEP
-from domain.status import OPEN_CAMPAIGNS, Verdict
+from domain.status import OPEN_CAMPAIGNS, Decision, Verdict
 from services import authz
 from services.authz import ItemScope, Principal
 from services.errors import Conflict, Invalid, NotFound
@@ -257,6 +257,33 @@ def decide(
     return items
 
 
+def undo(
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    campaign_id: str,
+    ids: Sequence[int],
+) -> list[CampaignItem]:
+    """Put decided items back to pending while the review is open (the caller's own items, as
+    for a decision; an automatic decision is not undone). Audited as ``review.undone``."""
+    campaign = require_open(get_campaign(session, campaign_id))
+    wanted = list(dict.fromkeys(ids))
+    rows = session.exec(
+        select(CampaignItem).where(
+            col(CampaignItem.campaign_id) == campaign_id,
+            col(CampaignItem.id).in_(wanted),
+            authz.can_decide(principal),
+        )
+    ).all()
+    if len(rows) != len(wanted):
+        raise NotFound(f"no item(s) of yours among {', '.join(map(str, wanted))}")
+    items = [r for r in rows if r.decision != "pending" and not r.auto_decided]
+    _apply_decisions(settings, campaign, items, "pending", "", principal.actor)
+    for item in items:
+        session.refresh(item)
+    return items
+
+
 def _check_decision(
     catalog: Catalog, item: CampaignItem, decision: Verdict, justification: str
 ) -> None:
@@ -279,13 +306,17 @@ def _apply_decisions(
     settings: Settings,
     campaign: Campaign,
     items: Sequence[CampaignItem],
-    decision: Verdict,
+    decision: Decision,
     justification: str,
     actor: str,
 ) -> None:
-    """Write the decisions and their audit events in one transaction, only while the review is
-    open: the campaign's status is checked by the same UPDATE, so a close cannot slip between."""
+    """Write the decisions (``pending``: an undo) and their audit events in one transaction,
+    only while the review is open: the campaign's status is checked by the same UPDATE, so a
+    close cannot slip between."""
+    if not items:
+        return
     now = utcnow()
+    undone = decision == "pending"
     ids = [i.id for i in items]
     open_review = exists().where(
         col(Campaign.id) == campaign.id, col(Campaign.status).in_(OPEN_CAMPAIGNS)
@@ -295,7 +326,7 @@ def _apply_decisions(
             subject=Subject.person(item.trail_id),
             workflow_id=campaign.workflow_id,
             step_id=f"{campaign.id}:item-{item.id}:decision-{uuid.uuid4().hex[:12]}",
-            kind="review.decided",
+            kind="review.undone" if undone else "review.decided",
             at=now.isoformat(),
             actor=actor,
             app=item.app,
@@ -323,8 +354,8 @@ def _apply_decisions(
             .values(
                 decision=decision,
                 justification=justification,
-                decided_by=actor,
-                decided_at=now,
+                decided_by=None if undone else actor,
+                decided_at=None if undone else now,
                 auto_decided=False,
             )
         )

@@ -5,11 +5,11 @@ The pages follow the JSON API's rules and share its code paths (``services``).
 
 from fastapi import APIRouter
 
-from api.web.pages import audit, auth, runs, tasks
+from api.web.pages import audit, auth, campaigns, reviews, runs, tasks
 from api.web.render import STATIC_DIR
 
 router = APIRouter()
-for _page in (auth, tasks, runs, audit):
+for _page in (auth, tasks, reviews, campaigns, runs, audit):
     router.include_router(_page.router)
 
 __all__ = ["STATIC_DIR", "router"]
