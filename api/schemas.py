@@ -128,6 +128,23 @@ class AppCollectionState(BaseModel):
     status: AppCollection
     accounts: int = 0
     detail: str = ""
+    # The population evidence of a SCIM listing (None until it completed).
+    listed: int | None = None
+    reported: int | None = None
+    query: str | None = None
+    collected_at: str | None = None
+
+
+class AppPopulation(BaseModel):
+    """What an app's review covered: accounts stored, listed, the app's own total, the query."""
+
+    accounts: int | None
+    listed: int | None
+    reported: int | None
+    query: str | None
+    skipped_inactive: int | None
+    collected_at: str | None
+    detail: str
 
 
 class CampaignView(BaseModel):
@@ -225,6 +242,7 @@ class ReportSummary(BaseModel):
     auto_decided: int
     revocations: dict[str, int]
     apps: dict[str, AppCollectionState]
+    population: dict[str, AppPopulation]
     created_at: str | None
     closed_at: str | None
     completed_at: str | None

@@ -144,7 +144,7 @@ async def test_deadline_without_decisions_revokes_everything_but_protected(
         "alice.adams@example.com", "alice.adams@example.com",
         "legal-ops@example.com", "legal-ops@example.com",
     ]  # fmt: skip
-    assert all(f"/campaigns/{campaign_id}/items" in m["body"] for m in reminders)
+    assert all(f"/campaigns/{campaign_id}/review" in m["body"] for m in reminders)
 
     items = await _get(stack, f"/api/v1/campaigns/{campaign_id}/items")
     assert len(items) == len(SEEDED)
