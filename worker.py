@@ -148,6 +148,7 @@ def build_worker(
                 collect.classify,
                 collect.sync,
                 review.notify,
+                review.move_departed,
                 close.close_review,
                 revoke.next_revocations,
                 revoke.record_revocations,

@@ -15,12 +15,18 @@ from activities.campaign_base import CampaignActivityBase, campaign_event
 from db import audit
 from db.models import CampaignItem
 from db.reviewer_moves import move_departed
-from workflows.campaign_messages import CampaignNotifyInput
+from workflows.campaign_messages import CampaignNotifyInput, CampaignRef
 
 log = structlog.get_logger("offboard.campaign")
 
 
 class CampaignNotifyActivities(CampaignActivityBase):
+    @activity.defn(name="campaign_move_departed")
+    def move_departed(self, inp: CampaignRef) -> int:
+        """Move the pending items of reviewers who have left (terminated in HR, or with an
+        offboarding run) to their apps' fallback owners, audited; returns how many moved."""
+        return move_departed(self._sessions, inp.campaign_id, self._catalog.reviewers_of)
+
     @activity.defn(name="campaign_notify")
     def notify(self, inp: CampaignNotifyInput) -> int:
         """Tell each reviewer (or, for the escalation, each app owner) what is still pending.
@@ -28,8 +34,8 @@ class CampaignNotifyActivities(CampaignActivityBase):
         Recipients are computed here from the DB, so the workflow carries no lists. Each
         message is logged with its deep link; the campaign's trail records who was told what.
         """
-        # A reviewer who left since the last notice hands their pending items on first.
-        move_departed(self._sessions, inp.campaign_id, self._catalog.reviewers_of)
+        # A reviewer who left since the last check hands their pending items on first.
+        self.move_departed(CampaignRef(campaign_id=inp.campaign_id, workflow_id=inp.workflow_id))
         with self._sessions() as session:
             campaign = self._campaign(session, inp.campaign_id)
             pending = (
