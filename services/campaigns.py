@@ -215,6 +215,24 @@ def require_open(campaign: Campaign) -> Campaign:
     return campaign
 
 
+def items_by_id(
+    session: Session, campaign_id: str, ids: Sequence[int]
+) -> tuple[list[int], dict[int | None, CampaignItem]]:
+    """(the ids without repeats, in order; id -> item); NotFound names any id not in the
+    campaign."""
+    wanted = list(dict.fromkeys(ids))
+    rows = session.exec(
+        select(CampaignItem).where(
+            col(CampaignItem.campaign_id) == campaign_id, col(CampaignItem.id).in_(wanted)
+        )
+    ).all()
+    found = {r.id: r for r in rows}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"no item(s) {', '.join(map(str, missing))} in {campaign_id}")
+    return wanted, found
+
+
 def decide(
     settings: Settings,
     session: Session,
@@ -229,16 +247,7 @@ def decide(
     (``authz.can_decide``), still unclassified, protected (revoke) or risky without a
     justification (keep) refuses the whole batch. Returns the items as decided."""
     campaign = require_open(get_campaign(session, campaign_id))
-    wanted = list(dict.fromkeys(ids))
-    rows = session.exec(
-        select(CampaignItem).where(
-            col(CampaignItem.campaign_id) == campaign_id, col(CampaignItem.id).in_(wanted)
-        )
-    ).all()
-    found = {r.id: r for r in rows}
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise NotFound(f"no item(s) {', '.join(map(str, missing))} in {campaign_id}")
+    wanted, found = items_by_id(session, campaign_id, ids)
     allowed = set(
         session.exec(
             select(CampaignItem.id).where(

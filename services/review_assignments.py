@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from config import Settings
 from db.models import CampaignItem
@@ -15,8 +15,8 @@ from db.reviewer_moves import Move, apply_moves
 from db.session import session_factory
 from services import authz
 from services.authz import Principal
-from services.campaigns import get_campaign, require_open
-from services.errors import Conflict, Invalid, NotFound
+from services.campaigns import get_campaign, items_by_id, require_open
+from services.errors import Conflict, Invalid
 
 
 def reassign(
@@ -50,16 +50,7 @@ def reassign(
             f"not an email address: {reviewer!r}",
             [{"field": "reviewer", "message": "an email address"}],
         )
-    wanted = list(dict.fromkeys(ids))
-    rows = session.exec(
-        select(CampaignItem).where(
-            col(CampaignItem.campaign_id) == campaign_id, col(CampaignItem.id).in_(wanted)
-        )
-    ).all()
-    found = {r.id: r for r in rows}
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise NotFound(f"no item(s) {', '.join(map(str, missing))} in {campaign_id}")
+    wanted, found = items_by_id(session, campaign_id, ids)
     groups: dict[str | None, list[int]] = defaultdict(list)
     for item_id in wanted:
         item = found[item_id]
@@ -74,6 +65,6 @@ def reassign(
     # Written only for items still pending in a review still open; the refreshed rows say.
     sessions = session_factory(settings.effective_database_url)
     apply_moves(sessions, campaign, moves, principal.actor, "review.reassigned")
-    for item in rows:
+    for item in found.values():
         session.refresh(item)
     return [found[i] for i in wanted]

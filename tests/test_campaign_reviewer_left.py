@@ -4,7 +4,6 @@ time-skipping server makes the hours pass), and the move is on the campaign's tr
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -12,14 +11,11 @@ from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from db.models import Person
-from db.session import Db
 from devstack.scim_server import ScimServer
-from services.campaigns import start_campaign
 from tests.conftest import StackFactory
-from tests.test_campaign_deadline import CATALOG, PEOPLE, _get, scim  # noqa: F401 (fixture)
+from tests.test_campaign_deadline import CATALOG, _get, campaign_on, scim  # noqa: F401 (fixture)
 from tests.test_campaign_review import poll
 from tests.test_end_to_end import save_history
-from worker import build_worker
 from workflows.campaign import REVIEWER_CHECK_EVERY
 from workflows.campaign_messages import CampaignTemplate
 
@@ -36,23 +32,8 @@ async def test_items_of_a_reviewer_who_left_move_to_the_owner(
     stack = await make_stack(
         catalog_text=CATALOG.replace("{base_url}", scim.base_url), worker=False
     )
-    response = await stack.http.post(
-        "/api/v1/people:import", content=PEOPLE, headers={"Content-Type": "text/csv"}
-    )
-    assert response.status_code == 200, response.text
-    worker = build_worker(
-        env.client, stack.settings, stack.catalog, stack.registry, f"ts-{uuid.uuid4().hex}"
-    )
-    settings = stack.settings.model_copy(update={"task_queue": worker.task_queue})
-    async with worker:
-        campaign = await start_campaign(
-            env.client,
-            Db(stack.db_url),
-            settings,
-            stack.catalog,
-            CampaignTemplate(name="reviewer leaves", due_in_days=14),
-            "admin@example.com",
-        )
+    template = CampaignTemplate(name="reviewer leaves", due_in_days=14)
+    async with campaign_on(stack, env, template) as campaign:
         path = f"/api/v1/campaigns/{campaign.id}/items"
         items = await poll(
             lambda: _get(stack, path, reviewer=ALICE),

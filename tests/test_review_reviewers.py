@@ -126,6 +126,17 @@ def test_the_manager_reviews_only_when_active_known_and_not_the_holder(url: str)
     )
 
 
+def reminder(step_id: str) -> CampaignNotifyInput:
+    return CampaignNotifyInput(
+        campaign_id="c1",
+        workflow_id="c1",
+        kind="review_reminder",
+        step_id=step_id,
+        at=utcnow(),
+        due_at=utcnow() + timedelta(days=7),
+    )
+
+
 def test_reviewer_offboarded_mid_campaign_hands_over_and_only_reviewers_get_mail(
     url: str, smtp: tuple[Inbox, int]
 ) -> None:
@@ -151,16 +162,7 @@ def test_reviewer_offboarded_mid_campaign_hands_over_and_only_reviewers_get_mail
     notify = CampaignNotifyActivities(
         CATALOG, ConnectorRegistry(CATALOG, {}), sessions, "https://offboard.example.com", mailer
     )
-    told = notify.notify(
-        CampaignNotifyInput(
-            campaign_id="c1",
-            workflow_id="c1",
-            kind="review_reminder",
-            step_id="notify-reminder-50pct",
-            at=utcnow(),
-            due_at=utcnow() + timedelta(days=7),
-        )
-    )
+    told = notify.notify(reminder("notify-reminder-50pct"))
     got = reviewers(url)
     # The pending item moved to the first owner, with the reason; the decided one stayed.
     assert got["eve"] == (
@@ -182,16 +184,7 @@ def test_reviewer_offboarded_mid_campaign_hands_over_and_only_reviewers_get_mail
     for message in inbox.messages:
         assert "https://offboard.example.com/campaigns/c1/review" in message["body"]
     # A second notice moves nothing more and writes no second move event.
-    notify.notify(
-        CampaignNotifyInput(
-            campaign_id="c1",
-            workflow_id="c1",
-            kind="review_reminder",
-            step_id="notify-reminder-1d",
-            at=utcnow(),
-            due_at=utcnow() + timedelta(days=1),
-        )
-    )
+    notify.notify(reminder("notify-reminder-1d"))
     assert len(campaign_events(url, "review.reviewer_moved")) == 1
 
 
