@@ -58,12 +58,25 @@ async def test_manager_reviews_from_the_email_link_and_close_revokes(
         "/api/v1/people:import", content=PEOPLE, headers={"Content-Type": "text/csv"}
     )
     assert imported.status_code == 200, imported.text
-    started = await api.post(
-        "/api/v1/campaigns",
-        json={"name": "Q4 access review", "apps": ["ironclad"], "reviewer": "manager"},
+    # -- The admin starts the review from the campaigns page.
+    admin = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+    apage = await admin.new_page()
+    await apage.goto("/login?next=/campaigns")
+    await apage.fill("#token", stack.admin_token)
+    await apage.get_by_role("button", name="Sign in").click()
+    await expect(apage).to_have_url(f"{base}/campaigns")
+    await apage.fill("#name", "Q4 access review")
+    await apage.get_by_label("Ironclad").check()
+    await apage.select_option("#reviewer", "manager")
+    await apage.get_by_role("button", name="Start the review").click()
+    await expect(apage).to_have_url(re.compile(r"/campaigns/campaign-[0-9a-f]+$"))
+    campaign_id = apage.url.rsplit("/", 1)[1]
+    started = (await api.get(f"/api/v1/campaigns/{campaign_id}")).json()
+    assert (started["apps"], started["reviewer"], started["on_no_decision"]) == (
+        ["ironclad"],
+        "manager",
+        "keep",
     )
-    assert started.status_code == 202, started.text
-    campaign_id = started.json()["id"]
 
     # -- The email: Alice's own review link.
     mails = await poll(
@@ -155,12 +168,7 @@ async def test_manager_reviews_from_the_email_link_and_close_revokes(
     assert refused is not None and refused.status == 403
 
     # -- The admin's campaign page shows the progress, then closes the review.
-    admin = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
-    apage = await admin.new_page()
-    await apage.goto(f"/login?next=/campaigns/{campaign_id}")
-    await apage.fill("#token", stack.admin_token)
-    await apage.get_by_role("button", name="Sign in").click()
-    await expect(apage).to_have_url(f"{base}/campaigns/{campaign_id}")
+    await apage.goto(f"/campaigns/{campaign_id}")
     total = len(items)
     progress = apage.locator("#campaign-progress")
     await expect(progress).to_have_attribute("value", "3")
