@@ -61,6 +61,8 @@ async def test_manager_reviews_from_the_email_link_and_close_revokes(
     # -- The admin starts the review from the campaigns page.
     admin = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
     apage = await admin.new_page()
+    admin_errors: list[str] = []
+    apage.on("console", lambda m: admin_errors.append(m.text) if m.type == "error" else None)
     await apage.goto("/login?next=/campaigns")
     await apage.fill("#token", stack.admin_token)
     await apage.get_by_role("button", name="Sign in").click()
@@ -196,5 +198,14 @@ async def test_manager_reviews_from_the_email_link_and_close_revokes(
     for account in ("dave.davis@example.com", "carol.clark@example.com"):
         assert scim_app.user_by_email(account)["active"] is False, account
     assert scim_app.user_by_email("bob.brown@example.com")["active"] is True
+    # The campaign page followed along by itself (htmx), and prints without the chrome.
+    live = apage.locator("#campaign-live")
+    await expect(live).to_have_attribute("data-status", "completed", timeout=30_000)
+    await apage.emulate_media(media="print")
+    await expect(apage.locator(".topbar")).to_be_hidden()
+    await expect(apage.get_by_text("Download CSV")).to_be_hidden()
+    await expect(apage.locator("#reviewers")).to_be_visible()
+    await apage.screenshot(path=str(ARTIFACTS / "campaign-print.png"), full_page=True)
+    assert not admin_errors, admin_errors
     await context.close()
     await admin.close()

@@ -137,6 +137,20 @@ def campaign_page(
     return render(request, "campaign.html", just_closed=closed, **context)
 
 
+@router.get("/campaigns/{campaign_id}/live")
+def campaign_live(
+    request: Request,
+    campaign_id: str,
+    principal: WebPrincipal,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> HTMLResponse:
+    """The progress fragment htmx polls; it stops polling once the campaign has finished."""
+    _staff(principal, campaign_id)
+    context = _campaign_context(session, principal, catalog, campaign_id)
+    return render(request, "_campaign_live.html", **context)
+
+
 @router.post("/campaigns/{campaign_id}/close")
 async def close_form(
     request: Request,
