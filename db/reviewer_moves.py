@@ -16,7 +16,7 @@ from db import audit
 from db.models import Campaign, CampaignItem, OffboardingRun, Person, utcnow
 from domain.audit import AuditEventIn, Subject
 from domain.review import fallback_owner
-from domain.status import OPEN_CAMPAIGNS
+from domain.status import LIVE_RUNS, OPEN_CAMPAIGNS
 
 # Item ids listed in one move event (the count is always exact).
 SHOWN_IDS = 500
@@ -38,7 +38,8 @@ class Move:
 
 def departed(session: Session, emails: Sequence[str]) -> set[str]:
     """Which of these (lower-cased) emails belong to someone who has left: terminated in HR
-    with no active record, or with an offboarding run that was not cancelled."""
+    with no active record, or being offboarded (a live run), or offboarded (a finished run)
+    and not active in HR since (a rehire is not departed)."""
     wanted = sorted({e.lower() for e in emails if e})
     if not wanted:
         return set()
@@ -48,12 +49,15 @@ def departed(session: Session, emails: Sequence[str]) -> set[str]:
     ).all():
         statuses[email].add(status)
     gone = {e for e, s in statuses.items() if "active" not in s}
-    offboarded = session.exec(
-        select(func.lower(OffboardingRun.email)).where(
+    runs = session.exec(
+        select(func.lower(OffboardingRun.email), OffboardingRun.status).where(
             func.lower(OffboardingRun.email).in_(wanted), col(OffboardingRun.status) != "cancelled"
         )
     ).all()
-    return gone | set(offboarded)
+    offboarded = {
+        e for e, status in runs if status in LIVE_RUNS or "active" not in statuses.get(e, set())
+    }
+    return gone | offboarded
 
 
 def _holder(item: CampaignItem) -> set[str]:

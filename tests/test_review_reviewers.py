@@ -23,6 +23,7 @@ from connectors.registry import ConnectorRegistry
 from db import audit
 from db.migrate import upgrade
 from db.models import Campaign, CampaignItem, OffboardingRun, Person, utcnow
+from db.reviewer_moves import departed
 from db.session import session_factory
 from domain.audit import Subject
 from services.authz import Principal
@@ -227,3 +228,34 @@ def test_admin_reassigns_with_a_reason_audited(url: str) -> None:
         session.commit()
         with pytest.raises(Conflict):
             reassign(settings, session, admin, "c1", ids[1:], "x@example.com", "again")
+
+
+def test_who_has_left(url: str) -> None:
+    runs = [
+        ("r1", "owner@example.com", "completed"),  # offboarded once, active in HR again
+        ("r2", "second@example.com", "cancelled"),
+        ("r3", "contractor@example.com", "completed"),  # not in HR at all
+        ("r4", "ann@example.com", "scheduled"),  # leaving: HR still says active
+    ]
+    with session_factory(url)() as session:
+        for run_id, email, status in runs:
+            session.add(
+                OffboardingRun(
+                    run_id=run_id, workflow_id=run_id, person_id=email, email=email, status=status
+                )
+            )
+        session.commit()
+        asked = [
+            "OWNER@example.com",
+            "second@example.com",
+            "contractor@example.com",
+            "ann@example.com",
+            "gone.boss@example.com",
+            "boss@example.com",
+            "nobody@example.com",
+        ]
+        assert departed(session, asked) == {
+            "contractor@example.com",
+            "ann@example.com",
+            "gone.boss@example.com",
+        }
