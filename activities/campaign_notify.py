@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import httpx
 import structlog
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -86,6 +87,10 @@ class CampaignNotifyActivities(CampaignActivityBase):
                 except ApplicationError:
                     # Never fail the campaign over a notice: the trail records who missed it.
                     failed.append(recipient)
+        total = subject.format(
+            name=campaign.name, n=sum(counts.values()), due=due, policy=campaign.on_no_decision
+        )
+        chat = self._post_chat(total, link, sorted(counts)) if counts else "skipped"
         shown = dict(sorted(counts.items())[:200])
         event = campaign_event(
             inp.campaign_id,
@@ -96,6 +101,7 @@ class CampaignNotifyActivities(CampaignActivityBase):
                 "recipients": shown,
                 "recipient_count": len(counts),
                 "email_failed": failed[:200],
+                "chat": chat,
                 "pending_items": sum(counts.values()),
                 "due_at": inp.due_at.isoformat(),
             },
@@ -103,5 +109,20 @@ class CampaignNotifyActivities(CampaignActivityBase):
         )
         audit.append(self._sessions, [event])
         return len(counts)
+
+    def _post_chat(self, line: str, link: str, recipients: list[str]) -> str:
+        """One Slack-compatible webhook message for the notice, naming who is asked and linking
+        to the review page (each reader sees their own items there). Returns "sent", "failed"
+        (audited, never fatal) or "skipped" (no webhook configured)."""
+        if self._chat_url is None:
+            return "skipped"
+        named = ", ".join(recipients[:20]) + (" and others" if len(recipients) > 20 else "")
+        payload = {"text": f"*{line}*\nFor: {named}\n<{link}|Open your review>"}
+        try:
+            httpx.post(self._chat_url, json=payload, timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("campaign.chat_failed", error=type(exc).__name__)
+            return "failed"
+        return "sent"
 
     # -- close -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -30,6 +31,7 @@ from services.authz import Principal
 from services.errors import Conflict, Forbidden, Invalid
 from services.review_assignments import reassign
 from tests.conftest import Inbox
+from tests.test_task_reminders import chat  # noqa: F401 (fixture)
 from workflows.campaign_messages import CampaignNotifyInput
 
 CATALOG = parse_catalog(
@@ -139,9 +141,12 @@ def reminder(step_id: str) -> CampaignNotifyInput:
 
 
 def test_reviewer_offboarded_mid_campaign_hands_over_and_only_reviewers_get_mail(
-    url: str, smtp: tuple[Inbox, int]
+    url: str,
+    smtp: tuple[Inbox, int],
+    chat: tuple[list[dict[str, Any]], str],  # noqa: F811 (the fixture)
 ) -> None:
     inbox, port = smtp
+    posted, chat_url = chat
     sessions = session_factory(url)
     # boss decides one item, then is offboarded (a run, HR not yet updated).
     with sessions() as session:
@@ -161,7 +166,12 @@ def test_reviewer_offboarded_mid_campaign_hands_over_and_only_reviewers_get_mail
         session.commit()
     mailer = Mailer(f"smtp://127.0.0.1:{port}", "offboard@example.com")
     notify = CampaignNotifyActivities(
-        CATALOG, ConnectorRegistry(CATALOG, {}), sessions, "https://offboard.example.com", mailer
+        CATALOG,
+        ConnectorRegistry(CATALOG, {}),
+        sessions,
+        "https://offboard.example.com",
+        mailer,
+        chat_url,
     )
     told = notify.notify(reminder("notify-reminder-50pct"))
     got = reviewers(url)
@@ -184,6 +194,12 @@ def test_reviewer_offboarded_mid_campaign_hands_over_and_only_reviewers_get_mail
     ]
     for message in inbox.messages:
         assert "https://offboard.example.com/campaigns/c1/review" in message["body"]
+    # One chat message for the notice, naming who is asked, with the same link.
+    [message] = posted
+    assert "For: owner@example.com, second@example.com" in message["text"]
+    assert "<https://offboard.example.com/campaigns/c1/review|Open your review>" in message["text"]
+    [notice] = campaign_events(url, "notify.review_reminder")
+    assert notice["detail"]["chat"] == "sent"
     # A second notice moves nothing more and writes no second move event.
     notify.notify(reminder("notify-reminder-1d"))
     assert len(campaign_events(url, "review.reviewer_moved")) == 1
