@@ -36,7 +36,7 @@ def _staff(principal: Principal, campaign_id: str | None = None) -> None:
         )
 
 
-def _admin(principal: Principal) -> None:
+def require_admin_page(principal: Principal) -> None:
     if principal.role != "admin":
         raise Refused(
             403,
@@ -44,6 +44,25 @@ def _admin(principal: Principal) -> None:
             f"You are signed in as {principal.actor} with the {principal.role} role.",
             need="admin",
         )
+
+
+def template_from_form(
+    name: str, apps: list[str] | None, due_in_days: str, reviewer: str, on_no_decision: str
+) -> CampaignTemplate | str:
+    """The campaign template a start or schedule form describes, or what is wrong with it."""
+    try:
+        return CampaignTemplate.model_validate(
+            {
+                "name": name.strip(),
+                "apps": apps or None,
+                "due_in_days": due_in_days,
+                "reviewer": reviewer,
+                "on_no_decision": on_no_decision,
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return problems[:300]
 
 
 @router.get("/campaigns")
@@ -83,21 +102,10 @@ async def start_form(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
-    _admin(principal)
-    try:
-        template = CampaignTemplate.model_validate(
-            {
-                "name": name.strip(),
-                "apps": apps or None,
-                "due_in_days": due_in_days,
-                "reviewer": reviewer,
-                "on_no_decision": on_no_decision,
-            }
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        query = urlencode({"error": problems[:300]})
-        return RedirectResponse(f"/campaigns?{query}", status_code=303)
+    require_admin_page(principal)
+    template = template_from_form(name, apps, due_in_days, reviewer, on_no_decision)
+    if isinstance(template, str):
+        return RedirectResponse(f"/campaigns?{urlencode({'error': template})}", status_code=303)
     row = await campaigns.start_campaign(
         client, db, settings, catalog, template, principal.actor, "api"
     )
@@ -163,7 +171,7 @@ async def close_form(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
-    _admin(principal)
+    require_admin_page(principal)
     if confirm != "yes":
         return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
     await campaigns.close_campaign(db, client, principal, campaign_id, reason.strip()[:500])
