@@ -422,6 +422,14 @@ class Catalog(_Strict):
                 return app
         raise KeyError(app_id)
 
+    def reviewers_of(self, app_id: str) -> list[str]:
+        """The app's fallback reviewers (``AppConfig.reviewers``); [] for an app no longer in
+        the catalog."""
+        try:
+            return self.app(app_id).reviewers
+        except KeyError:
+            return []
+
     def owned_by(self, email: str | None) -> frozenset[str]:
         """The ids of the apps whose ``owners`` include ``email`` (case-insensitively)."""
         wanted = (email or "").lower()

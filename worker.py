@@ -99,7 +99,14 @@ def build_worker(
         smtp_from=settings.smtp_from,
         chat_webhook_url=secret(settings.slack_webhook_url),
     )
-    campaign_deps = (catalog, registry, sessions, settings.effective_public_url, notify.mailer)
+    campaign_deps = (
+        catalog,
+        registry,
+        sessions,
+        settings.effective_public_url,
+        notify.mailer,
+        secret(settings.slack_webhook_url),
+    )
     collect = CampaignCollectActivities(*campaign_deps)
     review = CampaignNotifyActivities(*campaign_deps)
     close = CampaignCloseActivities(*campaign_deps)
@@ -148,6 +155,7 @@ def build_worker(
                 collect.classify,
                 collect.sync,
                 review.notify,
+                review.move_departed,
                 close.close_review,
                 revoke.next_revocations,
                 revoke.record_revocations,

@@ -79,9 +79,11 @@ class CampaignActivityBase(AppActivities):
         session_factory: Callable[[], Session],
         public_url: str = "",
         mailer: Mailer | None = None,
+        chat_url: str | None = None,
     ) -> None:
         super().__init__(catalog, registry, session_factory)
         self._mailer = mailer
+        self._chat_url = chat_url
         self._public_url = public_url.rstrip("/")
 
     def _campaign(self, session: Session, campaign_id: str) -> Campaign:

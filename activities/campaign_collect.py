@@ -23,7 +23,7 @@ from connectors.base import Account, ConnectorError
 from connectors.scim import ScimConnector
 from db import audit
 from db.campaign_items import count_items, insert_ignoring_duplicates, people_matching
-from db.models import Campaign
+from db.models import Campaign, utcnow
 from domain.review import identities
 from domain.status import ReviewerMode
 from workflows.campaign_messages import (
@@ -154,7 +154,7 @@ class CampaignCollectActivities(CampaignActivityBase):
             raise to_application_error(inp.app, exc) from exc
         stored = await asyncio.to_thread(self._count, inp.campaign_id, inp.app)
         listing = pager.listing
-        return CollectResult(
+        result = CollectResult(
             app=inp.app,
             accounts=stored,
             skipped_inactive=skipped,
@@ -162,6 +162,28 @@ class CampaignCollectActivities(CampaignActivityBase):
             reported=listing.reported,
             query=listing.query,
         )
+        await asyncio.to_thread(self._record_population, inp.campaign_id, result)
+        return result
+
+    def _record_population(self, campaign_id: str, result: CollectResult) -> None:
+        """The population evidence on the campaign row (``app_state[app]``): accounts stored,
+        listed, the count the app reported, the query and when it completed."""
+        population = {
+            **result.model_dump(include={"accounts", "listed", "reported", "query"}),
+            "skipped_inactive": result.skipped_inactive,
+            "collected_at": utcnow().isoformat(),
+        }
+
+        def write() -> None:
+            with self._sessions() as session:
+                row = self._campaign(session, campaign_id)
+                state = dict(row.app_state or {})
+                state[result.app] = {**state.get(result.app, {}), **population}
+                row.app_state = state
+                session.add(row)
+                session.commit()
+
+        audit.with_retry(write)
 
     async def _group_names(self, connector: ScimConnector) -> dict[str, list[str]]:
         """account id -> names of its groups, from one listing of /Groups (the same pager as
@@ -245,7 +267,11 @@ class CampaignCollectActivities(CampaignActivityBase):
             row.state_version = inp.version
             row.status = inp.status
             if inp.apps:
-                row.app_state = {k: v.model_dump() for k, v in inp.apps.items()}
+                # Keep what collection recorded beside the workflow's state (the population).
+                old = row.app_state or {}
+                row.app_state = {
+                    k: {**old.get(k, {}), **v.model_dump()} for k, v in inp.apps.items()
+                }
             if inp.completed_at is not None:
                 row.completed_at = inp.completed_at
             session.add(row)

@@ -169,6 +169,23 @@ class AppCollectionState(BaseModel):
     status: AppCollection
     accounts: int = 0
     detail: str = ""
+    # The population evidence of a SCIM listing (None until it completed).
+    listed: int | None = None
+    reported: int | None = None
+    query: str | None = None
+    collected_at: str | None = None
+
+
+class AppPopulation(BaseModel):
+    """What an app's review covered: accounts stored, listed, the app's own total, the query."""
+
+    accounts: int | None
+    listed: int | None
+    reported: int | None
+    query: str | None
+    skipped_inactive: int | None
+    collected_at: str | None
+    detail: str
 
 
 class CampaignView(BaseModel):
@@ -212,6 +229,7 @@ class ReviewFields(BaseModel):
     last_sign_in: str | None
     groups: list[str]
     reviewer: str | None
+    reviewer_reason: str
     decision: Decision
     justification: str
     decided_by: str | None
@@ -232,6 +250,11 @@ class ItemView(ReviewFields):
 
 class BulkDecided(BaseModel):
     decided: int
+    items: list[ItemView]
+
+
+class Reassigned(BaseModel):
+    reassigned: int
     items: list[ItemView]
 
 
@@ -260,6 +283,7 @@ class ReportSummary(BaseModel):
     auto_decided: int
     revocations: dict[str, int]
     apps: dict[str, AppCollectionState]
+    population: dict[str, AppPopulation]
     created_at: str | None
     closed_at: str | None
     completed_at: str | None

@@ -16,7 +16,8 @@ from domain.review import PersonRow
 def people_matching(
     session: Session, identities: Iterable[str], ids: Iterable[str] = ()
 ) -> list[PersonRow]:
-    """HR people whose email (case-insensitively) or id is among the given ones."""
+    """HR people whose email (case-insensitively) or id is among the given ones, and the HR
+    records of their managers (the reviewer rule needs the manager's status)."""
     emails = sorted({i.lower() for i in identities if i})
     wanted_ids = sorted({i for i in ids if i})
     rows: list[Person] = []
@@ -24,6 +25,9 @@ def people_matching(
         rows.extend(session.exec(select(Person).where(func.lower(Person.email).in_(emails))))
     if wanted_ids:
         rows.extend(session.exec(select(Person).where(col(Person.id).in_(wanted_ids))))
+    managers = sorted({p.manager_email.lower() for p in rows if p.manager_email} - set(emails))
+    if managers:
+        rows.extend(session.exec(select(Person).where(func.lower(Person.email).in_(managers))))
     return [
         PersonRow(p.id, p.email, p.name, p.manager_email, p.status)
         for p in {p.id: p for p in rows}.values()

@@ -202,6 +202,8 @@ class CampaignItem(SQLModel, table=True):
     # Whose audit trail the item's revocation lands on: HR id, else the lower-cased email.
     trail_id: str = ""
     reviewer: str | None = None
+    # Why this reviewer: "manager", "app owner: <why the manager is not>", a move or reassignment.
+    reviewer_reason: str = ""
     decision: Decision = Field(default="pending", sa_type=AutoString)
     justification: str = ""
     decided_by: str | None = None

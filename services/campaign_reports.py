@@ -29,6 +29,7 @@ REPORT_FIELDS = (
     "last_sign_in",
     "groups",
     "reviewer",
+    "reviewer_reason",
     "decision",
     "justification",
     "decided_by",
@@ -102,11 +103,23 @@ def report_summary(session: Session, campaign: Campaign) -> dict[str, Any]:
         "auto_decided": auto,
         "revocations": {r: by_revocation.get(r, 0) for r in REVOCATION_STATUSES},
         "apps": campaign.app_state,
+        "population": population(campaign),
         "created_at": iso(created),
         "closed_at": iso(campaign.closed_at),
         "completed_at": iso(completed),
         "time_to_close_seconds": seconds(campaign.closed_at),
         "time_to_complete_seconds": seconds(completed),
+    }
+
+
+def population(campaign: Campaign) -> dict[str, dict[str, Any]]:
+    """Per app, the population the review covered: accounts stored, accounts the listing
+    returned, the total the app reported (None: it did not say), the query and when it ran
+    (SCIM apps; a manual app's upload says ``detail`` only)."""
+    keys = ("accounts", "listed", "reported", "query", "skipped_inactive", "collected_at")
+    return {
+        app: {k: state.get(k) for k in keys} | {"detail": state.get("detail", "")}
+        for app, state in (campaign.app_state or {}).items()
     }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     Schedule,
@@ -16,13 +19,17 @@ from temporalio.client import (
     ScheduleRange,
     ScheduleSpec,
 )
+from temporalio.service import RPCError
 
+from config import Catalog
 from services.campaigns import iso
-from services.errors import Invalid
+from services.errors import Invalid, NotFound
+from services.offboardings import check_apps
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.campaign_messages import CampaignInput, CampaignTemplate
 
 SCHEDULE_PREFIX = "campaign-schedule-"
+SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,60}")
 
 
 def check_time_zone(name: str) -> str:
@@ -95,6 +102,8 @@ async def list_schedules(client: Client) -> list[dict[str, Any]]:
         template: dict[str, Any] = {}
         if isinstance(action, ScheduleActionStartWorkflow) and action.args:
             payload = action.args[0]
+            if isinstance(payload, Payload):  # a described schedule's args come back raw
+                [payload] = await client.data_converter.decode([payload])
             template = payload.get("template", {}) if isinstance(payload, dict) else {}
         found.append(
             {
@@ -109,3 +118,32 @@ async def list_schedules(client: Client) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+async def save_quarterly(
+    client: Client,
+    catalog: Catalog,
+    name: str,
+    template: CampaignTemplate,
+    time_zone: str,
+    task_queue: str,
+) -> ScheduleHandle:
+    """Create or replace (same name) the quarterly schedule ``campaign-schedule-<name>``.
+
+    Raises Invalid for a bad name, an app not in the catalog or an unknown time zone; nothing
+    is changed then."""
+    if not SCHEDULE_NAME.fullmatch(name):
+        raise Invalid("invalid_name", "a schedule name is letters, digits, - and _ (1-60)")
+    check_apps(catalog, template.apps)
+    spec = quarterly_spec(time_zone)
+    with contextlib.suppress(RPCError):  # no schedule of that name yet
+        await client.get_schedule_handle(f"{SCHEDULE_PREFIX}{name}").delete()
+    return await create_schedule(client, name, template, spec, task_queue)
+
+
+async def delete_schedule(client: Client, name: str) -> None:
+    """Delete ``campaign-schedule-<name>``; NotFound when there is none."""
+    try:
+        await client.get_schedule_handle(f"{SCHEDULE_PREFIX}{name}").delete()
+    except RPCError as exc:
+        raise NotFound(f"no campaign schedule {name!r}") from exc

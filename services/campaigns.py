@@ -22,7 +22,7 @@ from db.models import Campaign, CampaignItem, utcnow
 from db.session import Db, session_factory
 from domain.audit import AuditEventIn, Subject
 from domain.review import JUSTIFY_KEEP
-from domain.status import OPEN_CAMPAIGNS, Verdict
+from domain.status import OPEN_CAMPAIGNS, Decision, Verdict
 from services import authz
 from services.authz import ItemScope, Principal
 from services.errors import Conflict, Invalid, NotFound
@@ -146,6 +146,7 @@ def review_fields(item: CampaignItem) -> dict[str, Any]:
         "last_sign_in": item.last_sign_in,
         "groups": item.groups,
         "reviewer": item.reviewer,
+        "reviewer_reason": item.reviewer_reason,
         "decision": item.decision,
         "justification": item.justification,
         "decided_by": item.decided_by,
@@ -208,10 +209,28 @@ def list_campaigns(
     return [v for v in views if scope is None or v["counts"]["items"]]
 
 
-def _open(campaign: Campaign) -> Campaign:
+def require_open(campaign: Campaign) -> Campaign:
     if campaign.status not in OPEN_CAMPAIGNS:
         raise Conflict("review_closed", f"campaign {campaign.id} is {campaign.status}")
     return campaign
+
+
+def items_by_id(
+    session: Session, campaign_id: str, ids: Sequence[int]
+) -> tuple[list[int], dict[int | None, CampaignItem]]:
+    """(the ids without repeats, in order; id -> item); NotFound names any id not in the
+    campaign."""
+    wanted = list(dict.fromkeys(ids))
+    rows = session.exec(
+        select(CampaignItem).where(
+            col(CampaignItem.campaign_id) == campaign_id, col(CampaignItem.id).in_(wanted)
+        )
+    ).all()
+    found = {r.id: r for r in rows}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound(f"no item(s) {', '.join(map(str, missing))} in {campaign_id}")
+    return wanted, found
 
 
 def decide(
@@ -227,17 +246,8 @@ def decide(
     """One decision for one or many items, all or nothing: an item that is not the caller's
     (``authz.can_decide``), still unclassified, protected (revoke) or risky without a
     justification (keep) refuses the whole batch. Returns the items as decided."""
-    campaign = _open(get_campaign(session, campaign_id))
-    wanted = list(dict.fromkeys(ids))
-    rows = session.exec(
-        select(CampaignItem).where(
-            col(CampaignItem.campaign_id) == campaign_id, col(CampaignItem.id).in_(wanted)
-        )
-    ).all()
-    found = {r.id: r for r in rows}
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise NotFound(f"no item(s) {', '.join(map(str, missing))} in {campaign_id}")
+    campaign = require_open(get_campaign(session, campaign_id))
+    wanted, found = items_by_id(session, campaign_id, ids)
     allowed = set(
         session.exec(
             select(CampaignItem.id).where(
@@ -251,6 +261,33 @@ def decide(
             raise authz.refusal(principal, item)
         _check_decision(catalog, item, decision, justification)
     _apply_decisions(settings, campaign, items, decision, justification.strip(), principal.actor)
+    for item in items:
+        session.refresh(item)
+    return items
+
+
+def undo(
+    settings: Settings,
+    session: Session,
+    principal: Principal,
+    campaign_id: str,
+    ids: Sequence[int],
+) -> list[CampaignItem]:
+    """Put decided items back to pending while the review is open (the caller's own items, as
+    for a decision; an automatic decision is not undone). Audited as ``review.undone``."""
+    campaign = require_open(get_campaign(session, campaign_id))
+    wanted = list(dict.fromkeys(ids))
+    rows = session.exec(
+        select(CampaignItem).where(
+            col(CampaignItem.campaign_id) == campaign_id,
+            col(CampaignItem.id).in_(wanted),
+            authz.can_decide(principal),
+        )
+    ).all()
+    if len(rows) != len(wanted):
+        raise NotFound(f"no item(s) of yours among {', '.join(map(str, wanted))}")
+    items = [r for r in rows if r.decision != "pending" and not r.auto_decided]
+    _apply_decisions(settings, campaign, items, "pending", "", principal.actor)
     for item in items:
         session.refresh(item)
     return items
@@ -278,13 +315,17 @@ def _apply_decisions(
     settings: Settings,
     campaign: Campaign,
     items: Sequence[CampaignItem],
-    decision: Verdict,
+    decision: Decision,
     justification: str,
     actor: str,
 ) -> None:
-    """Write the decisions and their audit events in one transaction, only while the review is
-    open: the campaign's status is checked by the same UPDATE, so a close cannot slip between."""
+    """Write the decisions (``pending``: an undo) and their audit events in one transaction,
+    only while the review is open: the campaign's status is checked by the same UPDATE, so a
+    close cannot slip between."""
+    if not items:
+        return
     now = utcnow()
+    undone = decision == "pending"
     ids = [i.id for i in items]
     open_review = exists().where(
         col(Campaign.id) == campaign.id, col(Campaign.status).in_(OPEN_CAMPAIGNS)
@@ -294,7 +335,7 @@ def _apply_decisions(
             subject=Subject.person(item.trail_id),
             workflow_id=campaign.workflow_id,
             step_id=f"{campaign.id}:item-{item.id}:decision-{uuid.uuid4().hex[:12]}",
-            kind="review.decided",
+            kind="review.undone" if undone else "review.decided",
             at=now.isoformat(),
             actor=actor,
             app=item.app,
@@ -322,8 +363,8 @@ def _apply_decisions(
             .values(
                 decision=decision,
                 justification=justification,
-                decided_by=actor,
-                decided_at=now,
+                decided_by=None if undone else actor,
+                decided_at=None if undone else now,
                 auto_decided=False,
             )
         )
@@ -338,7 +379,7 @@ async def close_campaign(
 ) -> CloseReviewResult:
     """End the review now (admin): on_no_decision for what is pending, revocations start."""
     authz.require_admin(principal)
-    campaign = await db.run(lambda session: _open(get_campaign(session, campaign_id)))
+    campaign = await db.run(lambda session: require_open(get_campaign(session, campaign_id)))
     handle = client.get_workflow_handle(campaign.workflow_id)
     request = CloseRequest(actor=principal.actor, reason=reason)
     result: CloseReviewResult = await workflow_update(

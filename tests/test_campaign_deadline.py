@@ -8,8 +8,9 @@ under ``keep`` nothing is touched. Both campaigns end ``completed``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from db.models import Campaign
 from db.session import Db
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer, SeedUser
@@ -56,9 +58,11 @@ def scim() -> Iterator[ScimServer]:
         yield server
 
 
-async def run_to_deadline(
-    stack: Stack, env: WorkflowEnvironment, on_no_decision: str
-) -> tuple[str, CampaignOutcome]:
+@contextlib.asynccontextmanager
+async def campaign_on(
+    stack: Stack, env: WorkflowEnvironment, template: CampaignTemplate
+) -> AsyncIterator[Campaign]:
+    """Import PEOPLE, run a worker on the time-skipping server and start the campaign there."""
     response = await stack.http.post(
         "/api/v1/people:import", content=PEOPLE, headers={"Content-Type": "text/csv"}
     )
@@ -68,18 +72,20 @@ async def run_to_deadline(
     )
     settings = stack.settings.model_copy(update={"task_queue": worker.task_queue})
     async with worker:
-        campaign = await start_campaign(
-            env.client,
-            Db(stack.db_url),
-            settings,
-            stack.catalog,
-            CampaignTemplate(
-                name=f"deadline {on_no_decision}",
-                due_in_days=14,
-                on_no_decision=on_no_decision,  # type: ignore[arg-type]
-            ),
-            "admin@example.com",
+        yield await start_campaign(
+            env.client, Db(stack.db_url), settings, stack.catalog, template, "admin@example.com"
         )
+
+
+async def run_to_deadline(
+    stack: Stack, env: WorkflowEnvironment, on_no_decision: str
+) -> tuple[str, CampaignOutcome]:
+    template = CampaignTemplate(
+        name=f"deadline {on_no_decision}",
+        due_in_days=14,
+        on_no_decision=on_no_decision,  # type: ignore[arg-type]
+    )
+    async with campaign_on(stack, env, template) as campaign:
         await poll(
             lambda: _get(stack, f"/api/v1/campaigns/{campaign.id}"),
             lambda c: c["status"] == "reviewing",
@@ -144,7 +150,7 @@ async def test_deadline_without_decisions_revokes_everything_but_protected(
         "alice.adams@example.com", "alice.adams@example.com",
         "legal-ops@example.com", "legal-ops@example.com",
     ]  # fmt: skip
-    assert all(f"/campaigns/{campaign_id}/items" in m["body"] for m in reminders)
+    assert all(f"/campaigns/{campaign_id}/review" in m["body"] for m in reminders)
 
     items = await _get(stack, f"/api/v1/campaigns/{campaign_id}/items")
     assert len(items) == len(SEEDED)

@@ -223,6 +223,9 @@ async def test_campaign_collects_classifies_reviews_revokes_and_proves(
     # The population as evidence: what was listed, by which query, against the app's own count.
     detail = campaign["collection"]["ironclad"]["detail"]
     assert "14 listed by GET /Users (the app reported 14)" in detail, detail
+    ironclad_state = campaign["collection"]["ironclad"]
+    assert (ironclad_state["listed"], ironclad_state["reported"]) == (14, 14)
+    assert ironclad_state["query"] == "GET /Users" and ironclad_state["collected_at"]
     assert campaign["counts"] == {"items": 21, "decided": 0, "keep": 0, "revoke": 0, "pending": 21}
 
     # -- Classification and reviewers.
@@ -462,6 +465,9 @@ async def test_campaign_collects_classifies_reviews_revokes_and_proves(
     assert protected["decision"] == "keep" and protected["auto_decided"] is True
     summary = report["summary"]
     assert summary["by_decision"] == {"keep": 14, "revoke": 7, "pending": 0}
+    population = summary["population"]["ironclad"]
+    assert (population["accounts"], population["listed"], population["reported"]) == (13, 14, 14)
+    assert population["query"] == "GET /Users" and population["skipped_inactive"] == 1
     assert summary["by_classification"] == {
         "terminated_but_active": 4,
         "orphan": 4,

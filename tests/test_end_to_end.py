@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
+from temporalio.client import Client
 from typer.testing import CliRunner
 
 from cli.main import app as cli
@@ -18,14 +19,19 @@ pytestmark = pytest.mark.slow
 
 
 async def save_history(
-    stack: Stack, workflow_id: str, run_id: str | None = None, env: str = "OFFBOARD_SAVE_HISTORY"
+    stack: Stack,
+    workflow_id: str,
+    run_id: str | None = None,
+    env: str = "OFFBOARD_SAVE_HISTORY",
+    client: Client | None = None,
 ) -> None:
     """OFFBOARD_SAVE_HISTORY=<file> keeps this run's history for the replay test
     (tests/test_replay.py): do it before changing OffboardingWorkflow's logic;
     OFFBOARD_SAVE_TASK_HISTORY=<file> keeps its manual task's, before changing HumanTaskWorkflow."""
     target = os.environ.get(env)
     if target:
-        history = await stack.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        handle = (client or stack.client).get_workflow_handle(workflow_id, run_id=run_id)
+        history = await handle.fetch_history()
         await asyncio.to_thread(Path(target).write_text, history.to_json())
 
 

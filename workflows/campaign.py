@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         CampaignNotifyKind,
         CampaignOutcome,
         CampaignPlan,
+        CampaignRef,
         CampaignSyncInput,
         CampaignTemplate,
         CloseRequest,
@@ -65,6 +66,10 @@ COLLECT_RETRY = RetryPolicy(
     maximum_attempts=8,
 )
 REMINDER_BEFORE_DUE = timedelta(days=1)
+# A reviewer who leaves mid-campaign hands their pending items on within this long (and before
+# every notice). Runs started before the check existed carry no marker and wait as they did.
+REVIEWER_CHECK_PATCH = "campaign-reviewer-check"
+REVIEWER_CHECK_EVERY = timedelta(hours=6)
 ESCALATION_BEFORE_DUE = timedelta(hours=4)
 
 
@@ -92,6 +97,7 @@ class AccessReviewCampaignWorkflow(CampaignRevocations):
         self._closed: CloseReviewResult | None = None
         self._failed_apps: list[str] = []
         self._version = 0
+        self._check_reviewers = False
 
     # -- run -------------------------------------------------------------------------------
 
@@ -260,13 +266,30 @@ class AccessReviewCampaignWorkflow(CampaignRevocations):
             moments.append((self._due - REMINDER_BEFORE_DUE, "review_reminder", "reminder-1d"))
         escalation = max(self._due - ESCALATION_BEFORE_DUE, self._started + window * 3 / 4)
         moments.append((escalation, "review_escalation", "escalation"))
+        self._check_reviewers = workflow.patched(REVIEWER_CHECK_PATCH)
         for at, kind, step in sorted(moments):
             if at <= workflow.now():
                 continue
-            if await self._wait_until(at):
+            if await self._wait_reviewing(at):
                 return
             await self._notify(kind, step)
-        await self._wait_until(self._due)
+        await self._wait_reviewing(self._due)
+
+    async def _wait_reviewing(self, at: datetime) -> bool:
+        """``_wait_until(at)``, moving departed reviewers' items every REVIEWER_CHECK_EVERY."""
+        while self._check_reviewers and workflow.now() + REVIEWER_CHECK_EVERY < at:
+            if await self._wait_until(workflow.now() + REVIEWER_CHECK_EVERY):
+                return True
+            try:
+                await workflow.execute_activity_method(
+                    CampaignNotifyActivities.move_departed,
+                    CampaignRef(campaign_id=self._id, workflow_id=workflow.info().workflow_id),
+                    start_to_close_timeout=_DB,
+                    retry_policy=_NOTIFY_RETRY,
+                )
+            except ActivityError:
+                pass  # the next check, or the next notice, tries again
+        return await self._wait_until(at)
 
     async def _notify(self, kind: CampaignNotifyKind, step: str) -> None:
         """Tell reviewers (or owners); a notification that keeps failing is audited and given

@@ -118,6 +118,11 @@ class CampaignSyncInput(BaseModel):
     version: int = 0
 
 
+class CampaignRef(BaseModel):
+    campaign_id: str
+    workflow_id: str
+
+
 class CampaignNotifyInput(BaseModel):
     campaign_id: str
     workflow_id: str

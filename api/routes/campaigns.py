@@ -32,11 +32,12 @@ from api.schemas import (
     CampaignReport,
     CampaignView,
     ItemView,
+    Reassigned,
     UploadAccepted,
 )
 from db.session import open_session
 from domain.status import Classification, Decision, ReviewerMode, Verdict
-from services import authz, campaign_reports, campaign_uploads, campaigns
+from services import authz, campaign_reports, campaign_uploads, campaigns, review_assignments
 from workflows.campaign_messages import CampaignTemplate
 
 router = APIRouter(tags=["campaigns"])
@@ -58,6 +59,12 @@ class DecisionBody(BaseModel):
 
 class BulkDecisionBody(DecisionBody):
     items: list[int] = Field(min_length=1, max_length=campaigns.MAX_BULK)
+
+
+class ReassignBody(BaseModel):
+    items: list[int] = Field(min_length=1, max_length=campaigns.MAX_BULK)
+    reviewer: str = Field(min_length=3, max_length=320)
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class CloseBody(BaseModel):
@@ -171,6 +178,22 @@ def decide_bulk(
         body.justification,
     )
     return {"decided": len(items), "items": [campaigns.item_view(i) for i in items]}
+
+
+@router.post("/campaigns/{campaign_id}/reassign", response_model=Reassigned)
+def reassign_items(
+    campaign_id: str,
+    body: ReassignBody,
+    admin: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Give pending items to another reviewer (admin; ``{items, reviewer, reason}``, reason
+    required), all or nothing; audited on the campaign's trail as ``review.reassigned``."""
+    items = review_assignments.reassign(
+        settings, session, admin, campaign_id, body.items, body.reviewer, body.reason
+    )
+    return {"reassigned": len(items), "items": [campaigns.item_view(i) for i in items]}
 
 
 @router.post("/campaigns/{campaign_id}/close", response_model=CampaignClosed)

@@ -123,7 +123,13 @@ def secure_cookie(settings: Settings) -> bool:
 
 
 def safe_next(target: str) -> str:
-    """Only same-site paths: never //host or /\\host (open redirects)."""
-    if target.startswith("/") and not target.startswith(("//", "/\\")):
+    """Only same-site relative paths: never //host, /\\host, a scheme, a backslash or a control
+    character anywhere (browsers drop tabs and newlines: ``/<tab>/host`` is ``//host``)."""
+    if (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and all(ord(ch) > 0x20 and ord(ch) != 0x7F for ch in target)
+    ):
         return target
     return "/"

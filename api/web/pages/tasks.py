@@ -16,7 +16,7 @@ from api.web.session import Refused, WebPrincipal, check_csrf, page_router
 from config import Catalog
 from db.models import Person
 from domain.status import STAFF_ROLES, Outcome
-from services import authz, tasks
+from services import authz, review_views, tasks
 from services.authz import Principal
 from services.errors import DomainError, NotFound
 from services.evidence import store_evidence
@@ -39,6 +39,7 @@ def inbox(
         tasks=open_tasks,
         closed=closed,
         overdue=overdue,
+        reviews=review_views.pending_count(session, principal),
         app_names=app_names(catalog),
     )
 
