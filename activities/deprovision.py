@@ -120,6 +120,12 @@ class DeprovisionActivities(AppActivities):
         Returns the groups whose membership could not be read, and those not written (why).
         """
         found = await connector.groups_of(inp.account_id)
+        # An earlier attempt may have taken the account out of groups and died before it could
+        # record that: those no longer list the account; the trail gets them now.
+        listed = {g.id for g in [*found.member, *found.unknown]}
+        confirmed = [g for g in recorder.progress.unconfirmed() if g.id not in listed]
+        await recorder.groups_confirmed(confirmed)
+        await recorder.groups_removing(found.member)
         outcomes = await asyncio.gather(
             *(connector.remove_member(g, inp.account_id) for g in found.member),
             return_exceptions=True,

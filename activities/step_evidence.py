@@ -24,6 +24,8 @@ from workflows.types import AuditEventIn, ScimStepInput
 
 DEACTIVATED = "scim.deactivated"
 GROUPS_REMOVED = "scim.groups_removed"
+# Written before the removals are sent: a retry after a crash confirms what they did.
+GROUPS_REMOVING = "scim.groups_removing"
 
 
 @dataclass
@@ -33,6 +35,12 @@ class StepProgress:
     cut_at: str | None = None  # when the account was deactivated (ISO-8601, UTC)
     outcome: str | None = None  # deactivated | deleted | gone
     removed: list[GroupRef] = field(default_factory=list)
+    intended: list[GroupRef] = field(default_factory=list)  # removals sent, maybe unrecorded
+
+    def unconfirmed(self) -> list[GroupRef]:
+        """Groups an earlier attempt was taking the account out of, with no record since."""
+        done = {g.id for g in self.removed}
+        return [g for g in self.intended if g.id not in done]
 
     def summary(self, still_active: bool = False) -> str:
         """What is already done, in words for a person ("access cut at 10:02 UTC ...").
@@ -111,17 +119,28 @@ class StepRecorder(StepTrail):
         # retry may take the account out of groups an earlier attempt could not reach.
         await self.write(event)
 
+    async def groups_removing(self, groups: list[GroupRef]) -> None:
+        """On the trail before the removals go out, so a crash cannot hide them."""
+        await self._groups_event(GROUPS_REMOVING, groups)
+
     async def groups_removed(self, groups: list[GroupRef]) -> None:
+        self.progress.removed += [g for g in groups if g not in self.progress.removed]
+        await self._groups_event(GROUPS_REMOVED, groups)
+
+    async def groups_confirmed(self, groups: list[GroupRef]) -> None:
+        """Removals an earlier attempt sent but could not record, now seen done in the app."""
+        self.progress.removed += groups
+        await self._groups_event(GROUPS_REMOVED, groups, ":confirmed", confirmed_after_retry=True)
+
+    async def _groups_event(
+        self, kind: str, groups: list[GroupRef], suffix: str = "", **detail: object
+    ) -> None:
         if not groups:
             return
-        self.progress.removed += [g for g in groups if g not in self.progress.removed]
-        step_id = f"{self._inp.step_id}:groups@{self._attempt}"
+        step_id = f"{self._inp.step_id}:groups@{self._attempt}{suffix}"
+        names, ids = [g.name for g in groups], [g.id for g in groups]
         await self.write(
-            self.event(
-                GROUPS_REMOVED,
-                {"groups": [g.name for g in groups], "group_ids": [g.id for g in groups]},
-                step_id=step_id,
-            )
+            self.event(kind, {"groups": names, "group_ids": ids, **detail}, step_id=step_id)
         )
 
     async def resume(self) -> None:
@@ -146,8 +165,9 @@ class StepRecorder(StepTrail):
                 progress.cut_at, progress.outcome = row.at, "deactivated"
             elif row.kind in ("scim.deleted", "scim.gone"):
                 progress.outcome = row.kind.removeprefix("scim.")
-            elif row.kind == GROUPS_REMOVED:
+            elif row.kind in (GROUPS_REMOVED, GROUPS_REMOVING):
                 names = row.detail.get("groups") or []
+                into = progress.removed if row.kind == GROUPS_REMOVED else progress.intended
                 for gid, name in zip(row.detail.get("group_ids") or [], names, strict=False):
-                    progress.removed.append(GroupRef(id=str(gid), name=str(name)))
+                    into.append(GroupRef(id=str(gid), name=str(name)))
         return progress

@@ -95,6 +95,7 @@ class Harness:
         env.info = dataclasses.replace(
             env.info, attempt=attempt, scheduled_time=now, current_attempt_scheduled_time=now
         )
+        self.last_input = inp
         result: ScimStepResult = await env.run(acts.deprovision_scim, inp)
         return result
 
@@ -118,7 +119,12 @@ async def test_deactivate_removes_groups_and_audits(harness: Harness) -> None:
     assert sorted(result.groups_removed) == ["All staff", "Legal", "Sales"]
     assert env.user(4)["active"] is False and env.server.groups_of(env.id_of(4)) == []
     kinds = [e["kind"] for e in harness.events()]
-    assert kinds == ["scim.deactivated", "scim.groups_removed", "step.verified"]
+    assert kinds == [
+        "scim.deactivated",
+        "scim.groups_removing",
+        "scim.groups_removed",
+        "step.verified",
+    ]
     assert harness.events()[-1]["detail"]["read_back"] == "inactive"
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from tests.test_scim_activity import Harness, db_url, harness  # noqa: F401
+from activities.step_evidence import StepRecorder
+from tests.test_scim_activity import Harness, db_url, harness, sessions  # noqa: F401
 from tests.test_scim_support import scim_env  # noqa: F401
 
 LEAVER = 4  # in "All staff", "Legal" and "Sales"
@@ -40,7 +41,7 @@ async def test_a_retry_resumes_instead_of_starting_over(harness: Harness) -> Non
     with pytest.raises(ApplicationError):
         await harness.run(acts, LEAVER)
     first = kinds(harness)
-    assert first[0] == "scim.deactivated" and first[1:] in ([], ["scim.groups_removed"])
+    assert first[0] == "scim.deactivated" and "scim.groups_removing" in first
     result = await harness.run(acts, LEAVER, attempt=2)
     assert result.state == "inactive" and env.server.groups_of(env.id_of(LEAVER)) == []
     # Deactivated once, by the first attempt; the second took it from there.
@@ -66,7 +67,7 @@ async def test_a_refused_delete_still_cuts_access_first(harness: Harness) -> Non
     assert "access cut at" in info.value.message and "HTTP 409" in info.value.message
     assert env.user(LEAVER)["active"] is False
     assert env.server.groups_of(env.id_of(LEAVER)) == []
-    assert kinds(harness) == ["scim.groups_removed", "scim.deactivated"]
+    assert kinds(harness) == ["scim.groups_removing", "scim.groups_removed", "scim.deactivated"]
 
 
 async def test_memberships_no_route_shows_become_a_question_for_a_person(
@@ -95,3 +96,28 @@ async def test_a_write_the_app_ignores_is_never_verified(harness: Harness) -> No
     # Re-read a few times (lazy apps), then a person is asked.
     assert info.value.non_retryable
     assert "step.verified" not in kinds(harness)
+
+
+async def test_removals_a_dead_attempt_could_not_record_are_confirmed_by_the_retry(
+    harness: Harness,
+) -> None:
+    """The worker died after taking the account out of its groups, before it wrote that
+    down: the retry finds the groups no longer list it and puts the removals on the trail."""
+    env = harness.env
+    env.quirks.fail_next(1, 500, method="GET", path_contains="/Groups")
+    acts = harness.activities(request_retries=0)
+    with pytest.raises(ApplicationError):
+        await harness.run(acts, LEAVER)  # deactivated, then listing the groups failed
+    uid = env.id_of(LEAVER)
+    connector = acts._registry.scim("acme")  # type: ignore[attr-defined]
+    # What the dead attempt did: the intent went on the trail, the removals reached the app.
+    found = await connector.groups_of(uid)
+    recorder = StepRecorder(sessions(harness.db_url), harness.last_input, 1)
+    await recorder.groups_removing(found.member)
+    for group in found.member:
+        assert await connector.remove_member(group, uid) is None
+    result = await harness.run(acts, LEAVER, attempt=2)
+    assert result.state == "inactive" and env.server.groups_of(uid) == []
+    [confirmed] = [e for e in harness.events() if e["kind"] == "scim.groups_removed"]
+    assert sorted(confirmed["detail"]["groups"]) == ["All staff", "Legal", "Sales"]
+    assert confirmed["detail"]["confirmed_after_retry"] is True
