@@ -96,8 +96,8 @@ CATALOG_APP = """
       base_url: {url}
       token_env: BENCH_SCIM_TOKEN
       match: userName
-      rate_limit_per_minute: 100000
-      max_concurrent_requests: 32
+      rate_limit_per_minute: {rate}
+      max_concurrent_requests: {concurrency}
 """
 
 
@@ -164,7 +164,8 @@ def start_stack(people: int) -> Stack:
         )
         stack.scim_urls.append(f"http://127.0.0.1:{port}/v2")
     catalog = "apps:" + "".join(
-        CATALOG_APP.format(i=i, url=url) for i, url in enumerate(stack.scim_urls)
+        CATALOG_APP.format(i=i, url=url, rate=100000, concurrency=32)
+        for i, url in enumerate(stack.scim_urls)
     )
     (workdir / "apps.yaml").write_text(catalog)
     port = free_port()

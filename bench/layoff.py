@@ -27,23 +27,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.burst import Proc, post_webhook, spawn, spawn_offboard  # noqa: E402
+from bench.burst import CATALOG_APP, Proc, post_webhook, spawn, spawn_offboard  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
 
 FIRST_USER = 100
-APP = """
-  - id: app{i}
-    name: App {i}
-    owners: [owner{i}@example.com]
-    connector: scim
-    scim:
-      base_url: {url}
-      token_env: BENCH_SCIM_TOKEN
-      match: userName
-      rate_limit_per_minute: {rate}
-"""
 
 
 async def retried_steps(address: str, n: int) -> int:
@@ -114,7 +103,7 @@ def main() -> None:
             procs.append(spawn(cmd, workdir, f"scim{i}"))
             urls.append(f"http://127.0.0.1:{port}/v2")
         catalog = "apps:" + "".join(
-            APP.format(i=i, url=u, rate=int(r))
+            CATALOG_APP.format(i=i, url=u, rate=int(r), concurrency=8)
             for i, (u, r) in enumerate(zip(urls, rates, strict=True))
         )
         (workdir / "apps.yaml").write_text(catalog)
