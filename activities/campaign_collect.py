@@ -23,7 +23,7 @@ from connectors.base import Account, ConnectorError
 from connectors.scim import ScimConnector
 from db import audit
 from db.campaign_items import count_items, insert_ignoring_duplicates, people_matching
-from db.models import Campaign, utcnow
+from db.models import Campaign
 from domain.review import identities
 from domain.status import ReviewerMode
 from workflows.campaign_messages import (
@@ -162,28 +162,7 @@ class CampaignCollectActivities(CampaignActivityBase):
             reported=listing.reported,
             query=listing.query,
         )
-        await asyncio.to_thread(self._record_population, inp.campaign_id, result)
         return result
-
-    def _record_population(self, campaign_id: str, result: CollectResult) -> None:
-        """The population evidence on the campaign row (``app_state[app]``): accounts stored,
-        listed, the count the app reported, the query and when it completed."""
-        population = {
-            **result.model_dump(include={"accounts", "listed", "reported", "query"}),
-            "skipped_inactive": result.skipped_inactive,
-            "collected_at": utcnow().isoformat(),
-        }
-
-        def write() -> None:
-            with self._sessions() as session:
-                row = self._campaign(session, campaign_id)
-                state = dict(row.app_state or {})
-                state[result.app] = {**state.get(result.app, {}), **population}
-                row.app_state = state
-                session.add(row)
-                session.commit()
-
-        audit.with_retry(write)
 
     async def _group_names(self, connector: ScimConnector) -> dict[str, list[str]]:
         """account id -> names of its groups, from one listing of /Groups (the same pager as

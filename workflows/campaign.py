@@ -198,6 +198,15 @@ class AccessReviewCampaignWorkflow(CampaignRevocations):
                     result.accounts,
                     f"{result.accounts} accounts{skipped}{result.population()}",
                 )
+                # The population rides with the app's state: one writer for the row.
+                self._apps[p.app] = self._apps[p.app].model_copy(
+                    update={
+                        **result.model_dump(
+                            include={"listed", "reported", "query", "skipped_inactive"}
+                        ),
+                        "collected_at": workflow.now().isoformat(),
+                    }
+                )
             else:
                 await self._collect_manual(p)
         except ActivityError as exc:

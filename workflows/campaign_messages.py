@@ -105,6 +105,12 @@ class CampaignAppState(BaseModel):
     status: AppCollection = "collecting"
     accounts: int = 0
     detail: str = ""
+    # The population as evidence (SCIM apps, once collected): see CollectResult.
+    listed: int | None = None
+    reported: int | None = None
+    query: str = ""
+    skipped_inactive: int = 0
+    collected_at: str | None = None
 
 
 class CampaignSyncInput(BaseModel):
