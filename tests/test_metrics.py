@@ -27,7 +27,11 @@ async def test_an_offboarding_shows_up_in_metrics(stack: Stack) -> None:
     assert bad.status_code == 401
     response = await stack.webhook(terminated(stack.scim.users[4], 4))
     run_id = response.json()["run_id"]
-    await stack.wait_run(run_id, lambda r: steps(r).get("ironclad") == "verified")
+    # iManage's task is open (waiting_human) only once its task row exists; wait for both.
+    await stack.wait_run(
+        run_id,
+        lambda r: steps(r).get("ironclad") == "verified" and r["status"] == "waiting_human",
+    )
 
     scrape = await stack.http.get("/metrics", headers={"Authorization": ""})
     assert scrape.status_code == 200
