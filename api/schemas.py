@@ -330,6 +330,9 @@ class Imported(BaseModel):
 class HrAccepted(BaseModel):
     run_id: str | None
     event_id: str
+    # Set when the event was late (older than what the person's record already took): why
+    # it changed nothing.
+    ignored: str | None = None
 
 
 class HrDuplicate(BaseModel):

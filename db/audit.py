@@ -217,6 +217,14 @@ def append(
     return written
 
 
+def append_in(session: Session, events: Sequence[AuditEventIn]) -> int:
+    """Append events inside the caller's transaction (it commits, and retries a lost race as
+    a whole): for an event that must land with the write it records, or not at all."""
+    lock_chains(session, (e.subject for e in events))
+    written, _ = _append_batch(session, list(events))
+    return written
+
+
 def subjects_with_events(session: Session) -> list[Subject]:
     rows = session.exec(
         select(AuditEvent.subject_kind, AuditEvent.subject_id).group_by(

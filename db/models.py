@@ -46,6 +46,13 @@ class Person(SQLModel, table=True):
     status: PersonStatus = Field(default="active", sa_type=AutoString)
     terminated_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    # The latest HR event applied to this person (its details), and the latest that set the
+    # status: an older event arriving late is ignored (``domain.hr_order``).
+    hr_event_id: str | None = None
+    hr_event_type: str | None = None
+    hr_event_at: datetime | None = None
+    hr_status_event_id: str | None = None
+    hr_status_at: datetime | None = None
 
 
 class OffboardingRun(SQLModel, table=True):
@@ -112,8 +119,9 @@ class WebhookEvent(SQLModel, table=True):
     """An HR event's claim, written before anything else happens (the dedupe record).
 
     ``claimed`` while its handler works, ``done`` once the run it started, joined or cancelled
-    is known. A claim left ``claimed`` past its lease belongs to a handler that died; the next
-    delivery takes it over and finds the run its ``start_token`` started, if any.
+    is known, ``stale`` when it arrived after a newer event for the person and was ignored
+    (``detail`` says which). A claim left ``claimed`` past its lease belongs to a handler that
+    died; the next delivery takes it over and finds the run its ``start_token`` started, if any.
     """
 
     __tablename__ = "webhook_events"
@@ -125,6 +133,9 @@ class WebhookEvent(SQLModel, table=True):
     status: str = Field(default="done", sa_type=AutoString)
     start_token: str | None = None
     claimed_at: datetime | None = None
+    # When it happened, as HR says (``occurred_at``), else when it was received.
+    occurred_at: datetime | None = None
+    detail: str = ""
 
 
 class AuditEvent(SQLModel, table=True):

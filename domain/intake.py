@@ -8,7 +8,7 @@ with a 422 naming the field before anything is written or started.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -50,12 +50,31 @@ Email = Annotated[
     AfterValidator(str.lower),
 ]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+# Times are stored and compared in UTC; a year at the calendar's edge would overflow there.
+MIN_YEAR, MAX_YEAR = 1900, 9998
+
+
+def _within_calendar(value: datetime) -> datetime:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+# Every time an intake path takes (``effective_at``, ``occurred_at``): ISO-8601, a date alone
+# or a zone-less time allowed; ``in_zone`` then reads those in ``OFFBOARD_HR_TIME_ZONE``.
+WallTime = Annotated[datetime, AfterValidator(_within_calendar)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
 def in_zone(value: datetime | None, zone: str) -> datetime | None:
-    """A time from an intake path, zone-aware: a date-only or zone-less value is read in
-    ``zone`` (an IANA name, ``OFFBOARD_HR_TIME_ZONE``); an aware one is kept as sent."""
+    """A ``WallTime`` from an intake path, zone-aware: a date-only or zone-less value is read
+    in ``zone`` (an IANA name, ``OFFBOARD_HR_TIME_ZONE``); an aware one is kept as sent."""
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=ZoneInfo(zone))
+
+
+def utc_in_zone(value: datetime | None, zone: str) -> datetime | None:
+    """``in_zone``, then in UTC: the form times are stored and compared in."""
+    local = in_zone(value, zone)
+    return local.astimezone(UTC) if local is not None else None

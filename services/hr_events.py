@@ -6,6 +6,10 @@ before anything starts: a repeat answers with the first delivery's run whatever 
 copy racing the first gets 409 and changes nothing, and a delivery that finds the claim of a
 handler that died mid-way takes it over and finishes its work (finding the run it started by
 the run's start token, never starting a second).
+
+Per person the latest event wins (``domain.hr_order``): the claim's transaction also decides,
+with the person's row locked, whether the event is late; a late one is recorded ``stale``
+with an ``hr.event_ignored`` audit event and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
+from db.audit import append_in
 from db.models import Person, WebhookEvent, aware, utcnow
 from db.session import Db
-from domain.intake import Email, EventId, Name, PersonId, Text, in_zone
+from domain.audit import AuditEventIn, Subject
+from domain.hr_order import TERMINATED, Latest, applies
+from domain.intake import Email, EventId, Name, PersonId, Text, WallTime, in_zone, utc_in_zone
 from services.errors import Conflict
 from services.offboardings import (
     live_run,
@@ -50,84 +57,175 @@ class Employee(BaseModel):
     name: Name = ""
     manager_email: Annotated[Email | None, BeforeValidator(_none_if_blank)] = None
     department: Name | None = None
+    # HR's own word for the person's state. Only "active" is acted on (an upsert saying so
+    # makes a terminated person active again); other values are HR's vocabulary, ignored.
+    status: Name | None = None
+
+
+HrEventType = Literal[
+    "employee.terminated",
+    "employee.termination_rescinded",
+    "employee.upserted",
+    "employee.rehired",
+]
+# Events that make a terminated person active again whatever they carry.
+REACTIVATING = frozenset({"employee.termination_rescinded", "employee.rehired"})
 
 
 class HrEvent(BaseModel):
     """The webhook body, checked at the trust boundary (``domain.intake``); a date-only or
-    zone-less ``effective_at`` is read in ``OFFBOARD_HR_TIME_ZONE`` by ``handle_hr_event``."""
+    zone-less ``effective_at`` / ``occurred_at`` is read in ``OFFBOARD_HR_TIME_ZONE`` by
+    ``handle_hr_event``, and a missing ``occurred_at`` is the receipt time."""
 
     model_config = ConfigDict(extra="ignore")
     event_id: EventId
-    type: Literal["employee.terminated", "employee.termination_rescinded", "employee.upserted"]
+    type: HrEventType
     employee: Employee
-    effective_at: datetime | None = None
+    effective_at: WallTime | None = None
+    occurred_at: WallTime | None = None
     reason: Text = ""
 
 
 class HrOutcome(BaseModel):
     run_id: str | None
     duplicate: bool = False
+    # Why the event changed nothing: it is older than what the person's record already took.
+    ignored: str | None = None
 
 
-def _upsert_person(session: Session, event: HrEvent) -> Person:
+def _reactivates(event: HrEvent, person: Person, at: datetime) -> bool:
+    """An upsert saying ``active`` for a terminated person, sent after the termination took
+    effect: HR systems report a leaver active until their last day, which is no rehire."""
+    if event.type != "employee.upserted" or person.status != "terminated":
+        return False
+    if (event.employee.status or "").lower() != "active":
+        return False
+    return person.terminated_at is None or at >= aware(person.terminated_at)
+
+
+def _apply(session: Session, event: HrEvent, at: datetime) -> str:
+    """Apply the event's parts that are not older than the person's record (the person's row
+    locked, on PostgreSQL); returns why nothing applied, or "" when something did."""
     e = event.employee
-    person = session.get(Person, e.id) or Person(id=e.id, email=e.email)
-    person.email, person.name = e.email, e.name
-    person.manager_email, person.department = e.manager_email, e.department
-    if event.type == "employee.terminated":
-        person.status = "terminated"
-        person.terminated_at = event.effective_at or utcnow()
-    elif event.type == "employee.termination_rescinded":
-        person.status, person.terminated_at = "active", None
+    person = session.get(Person, e.id, with_for_update=True) or Person(id=e.id, email=e.email)
+    latest = Latest(
+        event_id=person.hr_event_id,
+        at=aware(person.hr_event_at) if person.hr_event_at else None,
+        status_event_id=person.hr_status_event_id,
+        status_at=aware(person.hr_status_at) if person.hr_status_at else None,
+        active=person.status == "active",
+    )
+    changes_status = event.type in (TERMINATED, *REACTIVATING) or _reactivates(event, person, at)
+    verdict = applies(event.type, at, changes_status, latest)
+    if verdict.stale:
+        return verdict.why
+    if verdict.details:
+        person.email, person.name = e.email, e.name
+        person.manager_email, person.department = e.manager_email, e.department
+        person.hr_event_id, person.hr_event_type = event.event_id, event.type
+        person.hr_event_at = at
+    if verdict.status:
+        if event.type == TERMINATED:
+            person.status, person.terminated_at = "terminated", event.effective_at or at
+        else:
+            person.status, person.terminated_at = "active", None
+        person.hr_status_event_id, person.hr_status_at = event.event_id, at
     person.updated_at = utcnow()
     session.add(person)
-    return person
+    return ""
+
+
+def _termination_in_flight(session: Session, event: HrEvent, now: datetime, lease: float) -> bool:
+    """A termination of this person still being handled (its run may be about to start): an
+    event making the person active again waits for it, else it could not cancel that run."""
+    if event.type not in REACTIVATING:
+        return False
+    found = session.exec(
+        select(WebhookEvent.event_id)
+        .where(
+            col(WebhookEvent.person_id) == event.employee.id,
+            col(WebhookEvent.type) == TERMINATED,
+            col(WebhookEvent.status) == "claimed",
+            col(WebhookEvent.claimed_at) >= now - timedelta(seconds=lease),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def _ignored(event: HrEvent, at: datetime, why: str, now: datetime) -> AuditEventIn:
+    person_id = event.employee.id
+    return AuditEventIn(
+        subject=Subject.person(person_id),
+        workflow_id=workflow_id_for(person_id),
+        step_id=f"hr-event:{event.event_id}",
+        kind="hr.event_ignored",
+        at=now.isoformat(),
+        actor="hr-webhook",
+        detail={
+            "event_id": event.event_id,
+            "type": event.type,
+            "occurred_at": at.isoformat(),
+            "why": why,
+        },
+    )
 
 
 @dataclass(frozen=True)
 class Claim:
     """What claiming an event found: ours to handle (``new`` or ``recovered``), ``done`` before
-    (with its run), or ``busy`` (another handler holds a live claim)."""
+    (with its run), ``ignored`` (late: recorded stale, ``why``), or ``busy`` (another handler
+    holds a live claim on it, or on a termination it must wait for: ``why``)."""
 
-    state: Literal["new", "recovered", "done", "busy"]
+    state: Literal["new", "recovered", "done", "ignored", "busy"]
     token: str = ""
     run_id: str | None = None
+    why: str = ""
 
 
-def _claim(session: Session, event: HrEvent, lease_seconds: float) -> Claim:
-    """Claim the event id and apply the directory update, in one transaction."""
+def _claim(session: Session, event: HrEvent, at: datetime, lease_seconds: float) -> Claim:
+    """Claim the event id and apply the directory update (or record the event as stale), in
+    one transaction; ``at`` is when the event happened (UTC)."""
     now = utcnow()
     for _ in range(3):
         seen = session.get(WebhookEvent, event.event_id)
         if seen is not None:
             return _existing_claim(session, seen, now, lease_seconds)
         token = uuid.uuid4().hex
+        claim = WebhookEvent(
+            event_id=event.event_id,
+            type=event.type,
+            person_id=event.employee.id,
+            status="claimed",
+            start_token=token,
+            claimed_at=now,
+            occurred_at=at,
+        )
         try:
-            session.add(
-                WebhookEvent(
-                    event_id=event.event_id,
-                    type=event.type,
-                    person_id=event.employee.id,
-                    status="claimed",
-                    start_token=token,
-                    claimed_at=now,
-                )
-            )
-            _upsert_person(session, event)
+            # The claim first: a concurrent copy now waits on it (or fails) before deciding.
+            session.add(claim)
+            session.flush()
+            if _termination_in_flight(session, event, now, lease_seconds):
+                session.rollback()
+                return Claim("busy", why="a termination of this person is being processed")
+            why = _apply(session, event, at)
+            if why:
+                claim.status, claim.detail = "stale", why
+                append_in(session, [_ignored(event, at, why, now)])
             session.commit()
         except IntegrityError:
             # A concurrent delivery of this event (or of another for this person) won the
             # insert: look again.
             session.rollback()
             continue
-        return Claim("new", token)
+        return Claim("ignored", why=why) if why else Claim("new", token)
     return Claim("busy")
 
 
 def _existing_claim(
     session: Session, seen: WebhookEvent, now: datetime, lease_seconds: float
 ) -> Claim:
-    if seen.status == "done":
+    if seen.status != "claimed":  # done, or stale: answered before
         return Claim("done", run_id=seen.run_id)
     claimed_at = aware(seen.claimed_at or seen.received_at)
     if claimed_at > now - timedelta(seconds=lease_seconds):
@@ -165,20 +263,25 @@ def _settle(event_id: str, run_id: str | None, status: str = "done") -> Callable
 async def handle_hr_event(client: Client, db: Db, settings: Settings, event: HrEvent) -> HrOutcome:
     """Apply one HR event exactly once; a repeat answers with the first delivery's run.
 
-    Raises Conflict ``duplicate_event`` while another delivery of the same event is being
-    handled (nothing is written for this one).
+    An event older than what the person's record already took is recorded and ignored
+    (``HrOutcome.ignored`` says why). Raises Conflict ``duplicate_event`` while another
+    delivery of the same event is being handled, or while a termination of the person is,
+    for a rescind or rehire (nothing is written for this one either way).
     """
     lease = settings.webhook_claim_lease_seconds
+    zone = settings.hr_time_zone
+    at = utc_in_zone(event.occurred_at, zone) or utcnow()
     event = event.model_copy(
-        update={"effective_at": in_zone(event.effective_at, settings.hr_time_zone)}
+        update={"effective_at": in_zone(event.effective_at, zone), "occurred_at": at}
     )
-    claim = await db.run(lambda session: _claim(session, event, lease))
+    claim = await db.run(lambda session: _claim(session, event, at, lease))
     if claim.state == "done":
         return HrOutcome(run_id=claim.run_id, duplicate=True)
+    if claim.state == "ignored":
+        return HrOutcome(run_id=None, ignored=claim.why)
     if claim.state == "busy":
-        raise Conflict(
-            "duplicate_event", f"event {event.event_id} is being processed; deliver it later"
-        )
+        what = claim.why or f"event {event.event_id} is being processed"
+        raise Conflict("duplicate_event", f"{what}; deliver it later")
     run_id: str | None = None
     if event.type == "employee.terminated":
         run_id = await _terminate(client, db, settings, event, claim)

@@ -84,6 +84,13 @@ ATTACKS: dict[str, Attack] = {
     "unparseable effective_at": webhook(
         {**hr_event(), "effective_at": "next tuesday"}, mentions="effective_at"
     ),
+    "unparseable occurred_at": webhook(
+        {**hr_event(), "occurred_at": "yesterday"}, mentions="occurred_at"
+    ),
+    "occurred_at at the calendar's end": webhook(
+        {**hr_event(), "occurred_at": "9999-12-31T23:00:00-05:00"}, mentions="occurred_at"
+    ),
+    "unknown event type": webhook({**hr_event(), "type": "employee.promoted"}, mentions="type"),
     "webhook as text/plain": raw(WEBHOOK, EVENT, "text/plain", 415),
     "webhook form-encoded": raw(
         WEBHOOK, b"event_id=x&type=employee.terminated", "application/x-www-form-urlencoded", 415
@@ -95,6 +102,9 @@ ATTACKS: dict[str, Attack] = {
     "admin 2,000-char employee id": admin({"employee_id": "E" * 2000}, mentions="employee_id"),
     "admin unparseable effective_at": admin(
         {"email": "x@example.com", "effective_at": "soon"}, mentions="effective_at"
+    ),
+    "admin effective_at in year 1": admin(
+        {"email": "x@example.com", "effective_at": "0001-01-01"}, mentions="effective_at"
     ),
     "admin 2 MB body": admin({"email": "x@example.com", "reason": "x" * 2_000_000}, 413),
     "admin form-encoded": raw(

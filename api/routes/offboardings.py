@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from annotated_types import Len
@@ -20,7 +19,7 @@ from api.schemas import (
     StepRetrying,
 )
 from db.models import utcnow
-from domain.intake import Email, PersonId, Text, in_zone
+from domain.intake import Email, PersonId, Text, WallTime, in_zone
 from domain.status import RunStatus
 from services import offboardings as runs
 from workflows.types import JoinRequest
@@ -38,7 +37,7 @@ class OffboardingCreate(BaseModel):
     email: Email | None = None
     employee_id: PersonId | None = None
     reason: Text = ""
-    effective_at: datetime | None = None
+    effective_at: WallTime | None = None
     dry_run: bool = False
     apps: (
         Annotated[list[Annotated[str, StringConstraints(max_length=100)]], Len(max_length=500)]

@@ -56,7 +56,13 @@ async def hr_webhook(
     if outcome.duplicate:
         WEBHOOK_EVENTS.labels("duplicate").inc()
         return JSONResponse(HrDuplicate(run_id=outcome.run_id, duplicate=True).model_dump(), 200)
-    WEBHOOK_EVENTS.labels("accepted").inc()
-    log.info("webhook.accepted", event_id=event.event_id, type=event.type, run_id=outcome.run_id)
-    accepted = HrAccepted(run_id=outcome.run_id, event_id=event.event_id)
+    WEBHOOK_EVENTS.labels("stale" if outcome.ignored else "accepted").inc()
+    log.info(
+        "webhook.accepted",
+        event_id=event.event_id,
+        type=event.type,
+        run_id=outcome.run_id,
+        ignored=outcome.ignored,
+    )
+    accepted = HrAccepted(run_id=outcome.run_id, event_id=event.event_id, ignored=outcome.ignored)
     return JSONResponse(accepted.model_dump(), 202)
