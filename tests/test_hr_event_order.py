@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from db.models import OffboardingRun, Person, WebhookEvent, aware
+from db.models import OffboardingRun, Person, WebhookEvent, aware, utcnow
 from tests.conftest import ScimApp, Stack, StackFactory, steps, terminated
 
 pytestmark = pytest.mark.slow
@@ -209,3 +209,30 @@ async def test_concurrent_copies_of_a_late_event_are_ignored_once(stack: Stack) 
     assert set(codes) <= {200, 202, 409}, codes
     assert len(await ignored_events(stack, "E1011")) == 1
     assert runs_of(stack, "E1011") == []
+
+
+async def test_a_rescind_waits_for_a_termination_being_handled(stack: Stack) -> None:
+    """Its run may be about to start: the rescind is told to come back (409), writing nothing,
+    so that on redelivery it finds the run and cancels it."""
+    assert stack.scim is not None
+    niaj = stack.scim.users[13]
+    with stack.session() as session:
+        session.add(
+            WebhookEvent(
+                event_id="evt-in-flight",
+                type="employee.terminated",
+                person_id="E1013",
+                status="claimed",
+                claimed_at=utcnow(),
+            )
+        )
+        session.commit()
+    rescind = hr(niaj, 13, RESCINDED, None)
+
+    response = await stack.webhook(rescind)
+
+    assert response.status_code == 409, response.text
+    assert "a termination of this person is being processed" in response.json()["error"]["message"]
+    with stack.session() as session:
+        assert session.get(WebhookEvent, rescind["event_id"]) is None
+        assert session.get(Person, "E1013") is None
