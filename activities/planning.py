@@ -25,6 +25,8 @@ from workflows.types import AppPlan, ManualPlan, Plan, PlanInput
 PLAN_ATTEMPTS = 8
 
 _templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# The plan of an account the app already shows inactive and in no group: nothing to write.
+NOTHING_TO_DO = "nothing to do: already inactive and in no groups"
 
 
 def render_instructions(template: str, person_id: str, email: str, name: str, **more: str) -> str:
@@ -123,6 +125,17 @@ class PlanActivities(AppActivities):
             instructions=instructions,
         )
 
+    async def _in_no_group(self, app: AppConfig, account_id: str) -> bool:
+        """Whether the app shows the account in no group, with every membership read: an
+        unknown membership, or an app that cannot answer now, is never "nothing to do" (the
+        step then runs and verifies as usual). IdP accounts are not asked: their step also
+        revokes sessions, which a disabled account may still hold."""
+        try:
+            memberships = await self._registry.scim(app.id).groups_of(account_id)
+        except ConnectorError:
+            return False
+        return not memberships.member and not memberships.unknown
+
     def _base(self, app: AppConfig) -> AppPlan:
         """The plan's catalog part: names, owners, the app's task queue and step timeout."""
         return AppPlan(
@@ -192,4 +205,10 @@ class PlanActivities(AppActivities):
         update = {"account": account.user_name, "account_id": account.id, **extra}
         if self._catalog.is_protected(account.user_name, *account.emails):
             return base.model_copy(update={**update, "reason": "protected account"})
+        if (
+            app.scim is not None
+            and account.active is False
+            and await self._in_no_group(app, account.id)
+        ):
+            return base.model_copy(update={**update, "reason": NOTHING_TO_DO})
         return base.model_copy(update={**update, "action": "deprovision", "reason": verb})
