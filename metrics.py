@@ -43,18 +43,29 @@ STEP_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+# Licences reclaimed, by source: "run" (a leaver's offboarding) or "campaign" (an access
+# review's revocation).
 LICENSE_COST_RECLAIMED = Counter(
     "offboard_license_cost_reclaimed",
-    "Monthly licence cost reclaimed from leavers (catalog license:), by currency",
-    ["currency"],
+    "Monthly licence cost reclaimed (catalog license:), by currency and source",
+    ["currency", "source"],
     registry=REGISTRY,
 )
 LICENSE_SEATS_RECLAIMED = Counter(
     "offboard_license_seats_reclaimed",
-    "Licence seats reclaimed from leavers, by app",
-    ["app"],
+    "Licence seats reclaimed, by app and source",
+    ["app", "source"],
     registry=REGISTRY,
 )
+
+
+def count_licenses_reclaimed(source: str, app: str, monthly_cost: dict[str, float]) -> None:
+    """One seat of ``app`` reclaimed (its cost by currency), once its write has committed."""
+    for currency, cost in monthly_cost.items():
+        LICENSE_COST_RECLAIMED.labels(currency, source).inc(cost)
+        LICENSE_SEATS_RECLAIMED.labels(app, source).inc()
+
+
 AUDIT_DUPLICATES = Counter(
     "offboard_audit_duplicates_dropped",
     "Audit events not written because their (workflow, step, kind) key was already written",

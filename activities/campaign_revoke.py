@@ -11,10 +11,12 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.campaign_base import CampaignActivityBase, campaign_event
+from config import RECLAIMED_STEPS
 from db import audit
 from db.models import Campaign, CampaignItem, utcnow
 from domain.audit import AuditEventIn, Subject
-from domain.status import CampaignStatus
+from domain.status import CampaignStatus, RevocationStatus
+from metrics import count_licenses_reclaimed
 from workflows.campaign_messages import (
     CampaignFinishInput,
     CampaignOutcome,
@@ -122,6 +124,11 @@ class CampaignRevokeActivities(CampaignActivityBase):
             if r.id is not None and outcomes[r.id].status == "failed"
         ]
 
+        # Read before the write: a retry after the commit finds them reclaimed already.
+        reclaimed = [
+            r.app for r in rows if r.id is not None and _reclaims(r, outcomes[r.id].status)
+        ]
+
         def write(session: Session) -> None:
             for row in rows:
                 assert row.id is not None
@@ -131,7 +138,15 @@ class CampaignRevokeActivities(CampaignActivityBase):
                 row.verified_at = now if outcome.status == "verified" else None
                 session.add(row)
 
-        return audit.append(self._sessions, events, extra=write)
+        written = audit.append(self._sessions, events, extra=write)
+        self._count_licenses(reclaimed)
+        return written
+
+    def _count_licenses(self, apps: list[str]) -> None:
+        """The licence metric, one seat per revocation that took (after its commit)."""
+        for app in apps:
+            seat = self._catalog.licenses_reclaimed([(app, "verified")])
+            count_licenses_reclaimed("campaign", app, seat.monthly_cost)
 
     @activity.defn(name="campaign_revocation_tasks")
     def revocation_tasks(self, inp: RevocationTasksInput) -> RevocationTaskPlans:
@@ -235,6 +250,7 @@ class CampaignRevokeActivities(CampaignActivityBase):
                 session.add(row)
 
         audit.append(self._sessions, events, extra=write)
+        self._count_licenses([r.app for r in rows if done])
         return len(rows)
 
     @activity.defn(name="campaign_finish")
@@ -267,3 +283,8 @@ class CampaignRevokeActivities(CampaignActivityBase):
         )
         audit.append(self._sessions, [event], extra=mirror)
         return CampaignOutcome(campaign_id=inp.campaign_id, status=status, counts=counts)
+
+
+def _reclaims(row: CampaignItem, status: RevocationStatus) -> bool:
+    """Whether this outcome frees the item's seat now (it had not been freed before)."""
+    return status in RECLAIMED_STEPS and row.revocation not in RECLAIMED_STEPS

@@ -12,7 +12,7 @@ from db import audit
 from db.models import HumanTask, OffboardingRun, Step, utcnow
 from domain.audit import AuditEventIn
 from domain.status import ACTIVE_STEPS, TERMINAL_STEPS
-from metrics import LICENSE_COST_RECLAIMED, LICENSE_SEATS_RECLAIMED, RUNS_FINISHED, STEP_SECONDS
+from metrics import RUNS_FINISHED, STEP_SECONDS, count_licenses_reclaimed
 from workflows.types import RecordInput, StepState, TaskRecord
 
 
@@ -95,9 +95,7 @@ class RecordActivities:
         if self._catalog is not None:
             for app, status in reclaimed:
                 seat = self._catalog.licenses_reclaimed([(app, status)])
-                for currency, cost in seat.monthly_cost.items():
-                    LICENSE_COST_RECLAIMED.labels(currency).inc(cost)
-                    LICENSE_SEATS_RECLAIMED.labels(app).inc()
+                count_licenses_reclaimed("run", app, seat.monthly_cost)
         return written
 
     @activity.defn(name="record_task")

@@ -100,6 +100,12 @@ class RunView(BaseModel):
     licenses: LicensesReclaimed | None = None
 
 
+class CampaignLicenses(LicensesReclaimed):
+    """What an access review's revocations reclaimed, in total and per licensed app."""
+
+    by_app: dict[str, LicensesReclaimed]
+
+
 class RunStarted(BaseModel):
     run_id: str
     joined: bool
@@ -203,6 +209,7 @@ class CampaignView(BaseModel):
     completed_at: str | None
     collection: dict[str, AppCollectionState]
     counts: Counts
+    licenses: CampaignLicenses | None = None
 
 
 class CloseOutcome(BaseModel):
@@ -289,6 +296,7 @@ class ReportSummary(BaseModel):
     completed_at: str | None
     time_to_close_seconds: float | None
     time_to_complete_seconds: float | None
+    licenses: CampaignLicenses
 
 
 class CampaignReport(BaseModel):

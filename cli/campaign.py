@@ -135,13 +135,15 @@ def report(
     output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
 ) -> None:
     """The evidence: one row per account, plus a summary (JSON)."""
-    with common.session(common.settings()) as session:
+    settings = common.settings()
+    with common.session(settings) as session:
         with common.exit_codes():
             campaign = campaigns.get_campaign(session, campaign_id)
         if format == ReportFormat.csv:
             text = "".join(campaign_reports.report_csv(session, campaign_id))
         else:
-            text = json.dumps(campaign_reports.report_json(session, campaign), indent=2) + "\n"
+            report = campaign_reports.report_json(session, campaign, common.catalog(settings))
+            text = json.dumps(report, indent=2) + "\n"
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}")

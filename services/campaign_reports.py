@@ -1,5 +1,5 @@
 """Evidence of an access review: one row per account (decision, who, why, when, revocation
-and its read-back), as CSV or JSON with a summary."""
+and its read-back), as CSV or JSON with a summary (with the licences reclaimed)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from config import Catalog
 from db.models import Campaign, CampaignItem
 from domain.review import CLASSIFICATIONS
 from domain.status import REVOCATION_STATUSES
 from services.authz import ItemScope
+from services.campaign_licenses import campaign_licenses
 from services.campaigns import campaign_view, iso, list_items, review_fields
 
 REPORT_FIELDS = (
@@ -64,7 +66,7 @@ def report_items(session: Session, campaign_id: str, batch: int = 1000) -> Itera
         offset += batch
 
 
-def report_summary(session: Session, campaign: Campaign) -> dict[str, Any]:
+def report_summary(session: Session, campaign: Campaign, catalog: Catalog) -> dict[str, Any]:
     def group(column: Any) -> dict[str, int]:
         rows = session.exec(
             select(column, func.count())
@@ -109,6 +111,7 @@ def report_summary(session: Session, campaign: Campaign) -> dict[str, Any]:
         "completed_at": iso(completed),
         "time_to_close_seconds": seconds(campaign.closed_at),
         "time_to_complete_seconds": seconds(completed),
+        "licenses": campaign_licenses(session, catalog, campaign.id),
     }
 
 
@@ -123,10 +126,10 @@ def population(campaign: Campaign) -> dict[str, dict[str, Any]]:
     }
 
 
-def report_json(session: Session, campaign: Campaign) -> dict[str, Any]:
+def report_json(session: Session, campaign: Campaign, catalog: Catalog) -> dict[str, Any]:
     return {
         "campaign": campaign_view(session, campaign),
-        "summary": report_summary(session, campaign),
+        "summary": report_summary(session, campaign, catalog),
         "rows": [report_row(i) for i in report_items(session, campaign.id)],
     }
 

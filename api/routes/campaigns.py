@@ -38,6 +38,7 @@ from api.schemas import (
 from db.session import open_session
 from domain.status import Classification, Decision, ReviewerMode, Verdict
 from services import authz, campaign_reports, campaign_uploads, campaigns, review_assignments
+from services.campaign_licenses import campaign_licenses
 from workflows.campaign_messages import CampaignTemplate
 
 router = APIRouter(tags=["campaigns"])
@@ -99,9 +100,12 @@ def list_campaigns(
 def get_campaign(
     campaign_id: str, principal: PrincipalDep, session: SessionDep, catalog: CatalogDep
 ) -> dict[str, Any]:
-    """The campaign; for non-admins the counts cover only the items they may see."""
+    """The campaign, with the licences its revocations reclaimed; for non-admins the counts
+    and licences cover only the items they may see."""
     campaign = campaigns.get_campaign(session, campaign_id)
-    return campaigns.campaign_view(session, campaign, authz.campaign_scope(principal, catalog))
+    scope = authz.campaign_scope(principal, catalog)
+    licenses = campaign_licenses(session, catalog, campaign_id, scope)
+    return campaigns.campaign_view(session, campaign, scope) | {"licenses": licenses}
 
 
 @router.get("/campaigns/{campaign_id}/items", response_model=list[ItemView])
@@ -246,13 +250,14 @@ def campaign_report(
     _: AdminDep,
     session: SessionDep,
     settings: SettingsDep,
+    catalog: CatalogDep,
     format: Literal["json", "csv"] = Query(default="json"),
 ) -> Any:
     """Evidence: one row per account (decision, who, why, when, revocation and its read-back);
     the JSON form adds a summary (counts by decision and classification, time to complete)."""
     campaign = campaigns.get_campaign(session, campaign_id)
     if format == "json":
-        return campaign_reports.report_json(session, campaign)
+        return campaign_reports.report_json(session, campaign, catalog)
 
     def rows() -> Iterator[str]:
         # Its own session: the request's may be closed while the response streams.

@@ -20,6 +20,7 @@ from config import Catalog
 from domain.status import OPEN_CAMPAIGNS, STAFF_ROLES
 from services import authz, campaigns, review_views
 from services.authz import Principal
+from services.campaign_licenses import campaign_licenses
 from workflows.campaign_messages import CampaignTemplate
 
 router = page_router()
@@ -121,6 +122,7 @@ def _campaign_context(
     progress = review_views.reviewer_progress(session, campaign_id, scope)
     return {
         "c": view,
+        "licenses": campaign_licenses(session, catalog, campaign_id, scope),
         "progress": progress,
         "not_started": [p for p in progress if not p["started"] and p["pending"]],
         "classes": review_views.by_classification(session, campaign_id, scope),
