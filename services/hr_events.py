@@ -35,6 +35,7 @@ from services.offboardings import (
     start_offboarding,
     workflow_id_for,
 )
+from services.restores import offer_restore, rehire
 from workflows.offboarding import OffboardingWorkflow
 from workflows.types import JoinRequest
 
@@ -50,6 +51,8 @@ class Employee(BaseModel):
     name: Name = ""
     manager_email: Annotated[Email | None, BeforeValidator(_none_if_blank)] = None
     department: Name | None = None
+    # An ``employee.upserted`` with status active for a terminated person is a rehire.
+    status: Literal["active", "terminated"] | None = None
 
 
 class HrEvent(BaseModel):
@@ -58,7 +61,12 @@ class HrEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     event_id: EventId
-    type: Literal["employee.terminated", "employee.termination_rescinded", "employee.upserted"]
+    type: Literal[
+        "employee.terminated",
+        "employee.termination_rescinded",
+        "employee.upserted",
+        "employee.rehired",
+    ]
     employee: Employee
     effective_at: datetime | None = None
     reason: Text = ""
@@ -188,8 +196,26 @@ async def handle_hr_event(client: Client, db: Db, settings: Settings, event: HrE
             handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
             await handle.signal(OffboardingWorkflow.cancel, "termination rescinded by HR")
             run_id = run.run_id
+    restored = await _after_effect(client, db, settings, event)
+    run_id = run_id or restored
     await db.run(_settle(event.event_id, run_id))
     return HrOutcome(run_id=run_id, duplicate=claim.state == "recovered")
+
+
+async def _after_effect(client: Client, db: Db, settings: Settings, event: HrEvent) -> str | None:
+    """A rescind or a rehire after the run took effect: offer to restore what it did (the
+    run's id, else None); a rehire also makes the person active and stops a live run."""
+    person_id = event.employee.id
+    if event.type == "employee.termination_rescinded":
+        reason = "termination rescinded by HR"
+        return await offer_restore(client, db, settings, person_id, reason, "hr-webhook")
+    if event.type == "employee.upserted" and event.employee.status == "active":
+        person = await db.run(lambda session: session.get(Person, person_id))
+        if person is None or person.status != "terminated":
+            return None
+    elif event.type != "employee.rehired":
+        return None
+    return await rehire(client, db, settings, person_id, "hr-webhook")
 
 
 async def _terminate(
