@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Stack, steps, terminated
+from tests.conftest import ScimApp, Stack, StackFactory, steps, terminated
+from tests.test_scim_stack import SCIM_ONLY
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +163,25 @@ async def test_rescind_before_effect_cancels_and_touches_nothing(stack: Stack) -
     assert "run.cancelled" in kinds and not any(k.startswith(("scim.", "restore.")) for k in kinds)
     none = await stack.http.get(f"/api/v1/offboardings/{run_id}/restore")
     assert none.status_code == 404 and json.loads(none.text)["error"]["code"] == "no_restore"
+
+
+async def test_a_restore_the_app_does_not_show_is_failed_not_restored(
+    make_stack: StackFactory, scim_app: ScimApp
+) -> None:
+    stack = await make_stack(scim_app, catalog_text=SCIM_ONLY)
+    uid = scim_app.ids[scim_app.users[7].user_name]
+    run_id = (await stack.webhook(terminated(scim_app.users[7], 7))).json()["run_id"]
+    await stack.wait_run(run_id, lambda r: r["status"] == "completed", 60)
+    scim_app.quirks.ignore_user_patch = True  # the app answers 204 and changes nothing
+    assert (await stack.webhook(rescinded(stack, 7))).status_code == 202
+    await wait_restore(stack, run_id, lambda v: v["status"] == "offered")
+    approved = await stack.http.post(f"/api/v1/offboardings/{run_id}/restore/approve")
+    assert approved.status_code == 202, approved.text
+
+    view = await wait_restore(stack, run_id, lambda v: v["status"] == "completed")
+    [app] = view["apps"]
+    assert app["status"] == "failed"
+    assert "read back: the account is still inactive" in app["detail"]
+    assert scim_app.server.get_user(uid)["active"] is False
+    kinds = [e["kind"] for e in (await stack.audit("E1007"))["events"]]
+    assert "restore.app_failed" in kinds and "restore.app_restored" not in kinds
