@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from activities.notify import NotifyActivities
 from tests.conftest import ScimApp, Stack, StackFactory, steps, terminated
 from tests.test_scim_stack import SCIM_ONLY
+from workflows.types import NotifyInput
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +119,7 @@ async def test_rescind_after_effect_restores_what_the_run_did_once_approved(
     assert server.get_user(scim_id)["active"] is True
     assert sorted(server.groups_of(scim_id)) == groups_before
     task = await finish_manual_task(stack, run_id)
+    assert task["kind"] == "restore" and task["assignees"] == ["it-helpdesk@example.com"]
     assert "Restore access in iManage Work" in task["instructions"]
     view = await wait_restore(stack, run_id, lambda v: v["status"] == "completed")
     assert {a["app"]: a["status"] for a in view["apps"]} == {
@@ -185,3 +188,21 @@ async def test_a_restore_the_app_does_not_show_is_failed_not_restored(
     assert scim_app.server.get_user(uid)["active"] is False
     kinds = [e["kind"] for e in (await stack.audit("E1007"))["events"]]
     assert "restore.app_failed" in kinds and "restore.app_restored" not in kinds
+
+
+def test_a_restore_task_asks_to_restore_not_to_remove() -> None:
+    notify = NotifyActivities("http://127.0.0.1:8000")
+    message = NotifyInput(
+        task_id="restore-imanage-1",
+        kind="assigned",
+        task_kind="restore",
+        recipients=["it-helpdesk@example.com"],
+        app="imanage",
+        person_email="dave@example.com",
+        instructions="Restore access in iManage Work for dave@example.com",
+    )
+    rendered = notify.render(message)
+    assert rendered.subject == "Task: restore dave@example.com's access to imanage"
+    assert "remove" not in rendered.body
+    removal = notify.render(message.model_copy(update={"task_kind": "manual_step"}))
+    assert removal.subject == "Task: remove dave@example.com from imanage"

@@ -137,7 +137,7 @@ class RestoreWorkflow:
                 HumanTaskWorkflow.run,
                 HumanTaskInput(
                     task_id=task_id,
-                    kind="manual_step",
+                    kind="restore",
                     app=app.app,
                     run_id=self._inp.run_id,
                     parent_workflow_id=workflow.info().workflow_id,

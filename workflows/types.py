@@ -220,6 +220,8 @@ class TaskRecord(BaseModel):
 class NotifyInput(BaseModel):
     task_id: str
     kind: Literal["assigned", "reminder", "escalation", "cancelled"]
+    # What the task asks: a restore reads "restore ... access", every other kind "remove".
+    task_kind: TaskKind = "manual_step"
     recipients: list[str]
     app: str
     person_email: str
