@@ -138,8 +138,6 @@ async def test_rescind_after_effect_restores_what_the_run_did_once_approved(
     [approval] = [e for e in events if e["kind"] == "restore.approved"]
     assert approval["actor"] == "admin@example.com"
     assert (await stack.audit("E1003"))["chain_valid"] is True
-    page = await stack.http.get(f"/runs/{run_id}")
-    assert page.status_code in (200, 303)  # the web page needs a session; the API is the contract
     target = os.environ.get("OFFBOARD_SAVE_RESTORE_HISTORY")
     if target:
         history = await stack.client.get_workflow_handle(f"restore-{run_id}").fetch_history()
