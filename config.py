@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # IdP steps (catalog ``idp: true``) start first; the other apps start once every IdP step
     # is verified (or needs a person), or after this many seconds, whichever comes first.
     idp_wait_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # A restore plan (rescind after effect, rehire) waits this long for an admin's approval.
+    restore_offer_days: Annotated[float, Field(gt=0)] = 30.0
     # The private key (PEM) that signs Shared Signals SETs. Unset: a key generated once into
     # <data_dir>/ssf-signing-key.pem (fine for `offboard dev`; set this in production so every
     # worker and API replica signs and publishes the same key).

@@ -30,6 +30,8 @@ from activities.idp import IdpActivities
 from activities.notify import NotifyActivities
 from activities.planning import PlanActivities
 from activities.records import RecordActivities
+from activities.restore import RestoreActivities
+from activities.restore_plan import RestorePlanActivities
 from activities.signals import SignalActivities
 from config import Catalog, Settings
 from connectors.registry import ConnectorRegistry
@@ -41,8 +43,15 @@ from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
 from workflows.offboarding import OffboardingWorkflow
 from workflows.plan import PlanWorkflow
+from workflows.restore import RestoreWorkflow
 
-WORKFLOWS = [OffboardingWorkflow, HumanTaskWorkflow, PlanWorkflow, AccessReviewCampaignWorkflow]
+WORKFLOWS = [
+    OffboardingWorkflow,
+    HumanTaskWorkflow,
+    PlanWorkflow,
+    AccessReviewCampaignWorkflow,
+    RestoreWorkflow,
+]
 
 
 def secret(value: SecretStr | None) -> str | None:
@@ -90,6 +99,8 @@ def build_worker(
     deprovision = DeprovisionActivities(catalog, registry, sessions, budget)
     idp = IdpActivities(catalog, registry, sessions, budget)
     records = RecordActivities(sessions, catalog)
+    restore_plan = RestorePlanActivities(catalog, sessions)
+    restore = RestoreActivities(catalog, registry, sessions, budget)
     signals = SignalActivities(
         catalog, registry, sessions, settings.effective_public_url, lambda: signing_key(settings)
     )
@@ -148,6 +159,8 @@ def build_worker(
                 records.record_events,
                 records.record_run,
                 records.record_task,
+                restore_plan.plan_restore,
+                restore.restore_scim,
                 notify.notify_email,
                 notify.notify_chat,
                 collect.begin,

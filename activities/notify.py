@@ -109,7 +109,13 @@ class NotifyActivities:
     def render(self, msg: NotifyInput) -> Rendered:
         link = f"{self._public_url}/tasks/{msg.task_id}"
         due = msg.due_at.strftime("%Y-%m-%d %H:%M UTC") if msg.due_at else "-"
+        who, app = msg.person_email, msg.app
+        restore = msg.task_kind == "restore"
         text = _templates.get_template(f"{msg.kind}.txt").render(
+            work=f"restore {who}'s access to {app}" if restore else f"remove {who} from {app}",
+            work_long=f"restore {who}'s access to {app}"
+            if restore
+            else f"remove {who}'s access to {app}",
             app=msg.app,
             person_email=msg.person_email,
             instructions=msg.instructions,

@@ -135,6 +135,35 @@ class RunApproved(BaseModel):
     at: Instant
 
 
+class RestoreAppView(BaseModel):
+    app: str
+    action: Literal["reactivate", "cannot_restore", "human_task"]
+    account: str | None
+    account_id: str | None
+    groups: list[str]
+    reason: str
+    status: Literal["planned", "restored", "failed", "cannot_restore"]
+    detail: str
+
+
+class RestoreView(BaseModel):
+    """A run's restore plan (rescind after effect, rehire) and how far it got."""
+
+    run_id: str
+    status: Literal["offered", "restoring", "completed", "expired"]
+    reason: str
+    offered_at: str
+    approved_by: str | None
+    approved_at: str | None
+    apps: list[RestoreAppView]
+
+
+class RestoreApproved(BaseModel):
+    run_id: str
+    approved_by: str
+    status: Literal["restoring"]
+
+
 class StepRetrying(BaseModel):
     run_id: str
     app: str

@@ -13,7 +13,7 @@ StepStatus = Literal[
 ]
 RunStatus = Literal["scheduled", "running", "waiting_human", "completed", "failed", "cancelled"]
 TaskStatus = Literal["open", "done", "cancelled"]
-TaskKind = Literal["manual_step", "exception", "csv_upload", "handover"]
+TaskKind = Literal["manual_step", "exception", "csv_upload", "handover", "restore"]
 Outcome = Literal["done", "not_applicable", "could_not_complete"]
 PersonStatus = Literal["active", "terminated"]
 Role = Literal["admin", "app-admin", "reviewer"]

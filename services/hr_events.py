@@ -42,6 +42,7 @@ from services.offboardings import (
     start_offboarding,
     workflow_id_for,
 )
+from services.restores import REHIRED, stop_and_offer
 from workflows.offboarding import OffboardingWorkflow
 from workflows.types import JoinRequest
 
@@ -69,7 +70,9 @@ HrEventType = Literal[
     "employee.rehired",
 ]
 # Events that make a terminated person active again whatever they carry.
-REACTIVATING = frozenset({"employee.termination_rescinded", "employee.rehired"})
+RESCINDED = "employee.termination_rescinded"
+REACTIVATING = frozenset({RESCINDED, "employee.rehired"})
+ACTOR = "hr-webhook"
 
 
 class HrEvent(BaseModel):
@@ -103,9 +106,10 @@ def _reactivates(event: HrEvent, person: Person, at: datetime) -> bool:
     return person.terminated_at is None or at >= aware(person.terminated_at)
 
 
-def _apply(session: Session, event: HrEvent, at: datetime) -> str:
+def _apply(session: Session, event: HrEvent, at: datetime) -> tuple[str, bool]:
     """Apply the event's parts that are not older than the person's record (the person's row
-    locked, on PostgreSQL); returns why nothing applied, or "" when something did."""
+    locked, on PostgreSQL); returns why nothing applied ("" when something did) and whether
+    it made a terminated person active again."""
     e = event.employee
     person = session.get(Person, e.id, with_for_update=True) or Person(id=e.id, email=e.email)
     latest = Latest(
@@ -118,7 +122,8 @@ def _apply(session: Session, event: HrEvent, at: datetime) -> str:
     changes_status = event.type in (TERMINATED, *REACTIVATING) or _reactivates(event, person, at)
     verdict = applies(event.type, at, changes_status, latest)
     if verdict.stale:
-        return verdict.why
+        return verdict.why, False
+    reactivated = verdict.status and event.type != TERMINATED and person.status == "terminated"
     if verdict.details:
         person.email, person.name = e.email, e.name
         person.manager_email, person.department = e.manager_email, e.department
@@ -132,7 +137,7 @@ def _apply(session: Session, event: HrEvent, at: datetime) -> str:
         person.hr_status_event_id, person.hr_status_at = event.event_id, at
     person.updated_at = utcnow()
     session.add(person)
-    return ""
+    return "", reactivated
 
 
 def _termination_in_flight(session: Session, event: HrEvent, now: datetime, lease: float) -> bool:
@@ -161,7 +166,7 @@ def _ignored(event: HrEvent, at: datetime, why: str, now: datetime) -> AuditEven
         step_id=f"hr-event:{event.event_id}",
         kind="hr.event_ignored",
         at=now.isoformat(),
-        actor="hr-webhook",
+        actor=ACTOR,
         detail={
             "event_id": event.event_id,
             "type": event.type,
@@ -181,6 +186,8 @@ class Claim:
     token: str = ""
     run_id: str | None = None
     why: str = ""
+    # The event made a terminated person active again (a rescind or a rehire).
+    reactivated: bool = False
 
 
 def _claim(session: Session, event: HrEvent, at: datetime, lease_seconds: float) -> Claim:
@@ -208,7 +215,7 @@ def _claim(session: Session, event: HrEvent, at: datetime, lease_seconds: float)
             if _termination_in_flight(session, event, now, lease_seconds):
                 session.rollback()
                 return Claim("busy", why="a termination of this person is being processed")
-            why = _apply(session, event, at)
+            why, reactivated = _apply(session, event, at)
             if why:
                 claim.status, claim.detail = "stale", why
                 append_in(session, [_ignored(event, at, why, now)])
@@ -218,7 +225,7 @@ def _claim(session: Session, event: HrEvent, at: datetime, lease_seconds: float)
             # insert: look again.
             session.rollback()
             continue
-        return Claim("ignored", why=why) if why else Claim("new", token)
+        return Claim("ignored", why=why) if why else Claim("new", token, reactivated=reactivated)
     return Claim("busy")
 
 
@@ -285,12 +292,17 @@ async def handle_hr_event(client: Client, db: Db, settings: Settings, event: HrE
     run_id: str | None = None
     if event.type == "employee.terminated":
         run_id = await _terminate(client, db, settings, event, claim)
-    elif event.type == "employee.termination_rescinded":
+    elif event.type == RESCINDED:
         run = await db.run(lambda session: live_run(session, event.employee.id))
         if run is not None:
             handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
             await handle.signal(OffboardingWorkflow.cancel, "termination rescinded by HR")
             run_id = run.run_id
+    if claim.reactivated or (claim.state == "recovered" and event.type in REACTIVATING):
+        # After effect, offer to restore what the run did (a rehire also stops a live run).
+        reason = "termination rescinded by HR" if event.type == RESCINDED else REHIRED
+        restored = await stop_and_offer(client, db, settings, event.employee.id, reason, ACTOR)
+        run_id = run_id or restored
     await db.run(_settle(event.event_id, run_id))
     return HrOutcome(run_id=run_id, duplicate=claim.state == "recovered")
 
@@ -299,7 +311,7 @@ async def _terminate(
     client: Client, db: Db, settings: Settings, event: HrEvent, claim: Claim
 ) -> str:
     """Start the person's run (or join the live one) for a claimed termination."""
-    join = JoinRequest(source="hr-webhook", event_id=event.event_id, reason=event.reason)
+    join = JoinRequest(source=ACTOR, event_id=event.event_id, reason=event.reason)
     if claim.state == "recovered":
         # The dead handler may have recorded the run it was joining, or started one.
         if claim.run_id is not None:
@@ -315,7 +327,7 @@ async def _terminate(
         reason=event.reason,
         effective_at=event.effective_at,
         trigger="webhook",
-        actor="hr-webhook",
+        actor=ACTOR,
     ).model_copy(update={"start_token": claim.token})
 
     async def remember_join(run_id: str) -> None:

@@ -117,7 +117,16 @@ class AppSteps(RunRecord):
         delete_at = workflow.now() + timedelta(days=p.delete_after_days or 0)
         self._set(p.app, "verified", f"deactivated; delete due {delete_at.isoformat()}")
         self._event(step_id, "step.delete_scheduled", p.app, {"at": delete_at.isoformat()})
-        await workflow.sleep(delete_at - workflow.now())
+        try:
+            await workflow.sleep(delete_at - workflow.now())
+        except asyncio.CancelledError:
+            if not self._delete_cancellable:
+                raise
+            # Access was cut and stays cut; only the delete is called off (rescind, rehire).
+            reason = self._cancel_reason or "run cancelled"
+            self._set(p.app, "verified", f"deactivated; delete cancelled: {reason}")
+            self._event(step_id, "step.delete_cancelled", p.app, {"reason": reason})
+            return
         result = await self._deprovision(p, step_id, "delete")
         self._set(p.app, "verified", verified_detail(result))
 

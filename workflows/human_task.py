@@ -153,6 +153,7 @@ class HumanTaskWorkflow:
             person_email=self._task.person_email,
             instructions=self._task.instructions,
             due_at=due,
+            task_kind=self._task.kind,
         )
         events = []
         for channel, send in NOTIFY_CHANNELS:

@@ -60,6 +60,10 @@ HANDOVER = "handover"
 # Since this patch the plan and run.started are on the trail before any app's step or task
 # writes its own events (those write directly, and under load could land first).
 ORDERED_TRAIL = "ordered-trail"
+# Since this patch a cancel during an app's grace period (deactivate_then_delete: a rescind,
+# a rehire, an admin) cancels only the pending delete: the step stays verified (it was
+# deactivated) and says "delete cancelled: <reason>", with step.delete_cancelled on the trail.
+DELETE_CANCELLABLE = "delete-cancellable"
 
 
 @workflow.defn
@@ -87,6 +91,7 @@ class OffboardingWorkflow(AppSteps):
         self._cancel_after_start = False
         self._handovers = False
         self._ordered_trail = False
+        self._delete_cancellable = False
         self._open_handovers: set[str] = set()
 
     # -- run -------------------------------------------------------------------------------
@@ -100,6 +105,7 @@ class OffboardingWorkflow(AppSteps):
         self._cancel_after_start = workflow.patched(CANCEL_AFTER_START)
         self._handovers = workflow.patched(HANDOVER)
         self._ordered_trail = workflow.patched(ORDERED_TRAIL)
+        self._delete_cancellable = workflow.patched(DELETE_CANCELLABLE)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:

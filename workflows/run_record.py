@@ -54,6 +54,7 @@ class RunRecord:
     _cancel_after_start: bool
     _handovers: bool
     _ordered_trail: bool
+    _delete_cancellable: bool
     _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:

@@ -220,6 +220,8 @@ class TaskRecord(BaseModel):
 class NotifyInput(BaseModel):
     task_id: str
     kind: Literal["assigned", "reminder", "escalation", "cancelled"]
+    # What the task asks: a restore reads "restore ... access", every other kind "remove".
+    task_kind: TaskKind = "manual_step"
     recipients: list[str]
     app: str
     person_email: str
@@ -236,3 +238,72 @@ class ApprovalRequest(BaseModel):
 class RetryRequest(BaseModel):
     app: str
     actor: str
+
+
+# -- restores (RestoreWorkflow) -------------------------------------------------------------
+
+RestoreAction = Literal["reactivate", "cannot_restore", "human_task"]
+RestoreStatus = Literal["planning", "offered", "restoring", "completed", "expired"]
+
+
+class RestoreGroup(BaseModel):
+    """A group the run took the account out of (``scim.groups_removed``), to put it back."""
+
+    id: str
+    name: str
+
+
+class RestoreApp(BaseModel):
+    """One app of a restore plan: what the run changed there and how it is undone."""
+
+    app: str
+    name: str
+    connector: str
+    action: RestoreAction
+    account: str | None = None
+    account_id: str | None = None
+    groups: list[RestoreGroup] = Field(default_factory=list)
+    reason: str = ""
+    # human_task: who restores it by hand (the manual app's assignees, else its owners).
+    task: ManualPlan | None = None
+
+
+class RestorePlan(BaseModel):
+    apps: list[RestoreApp]
+
+
+class RestoreInput(BaseModel):
+    """Offer to undo what an offboarding run did (``restore-<run id>``)."""
+
+    run_id: str
+    run_workflow_id: str
+    person_id: str
+    email: str
+    reason: str
+    actor: str
+    # How long the offer waits for an admin (OFFBOARD_RESTORE_OFFER_DAYS).
+    offer_days: float = 30
+
+
+class RestoreAppInput(BaseModel):
+    """Restore one SCIM account (the activity ``restore_scim``); events keyed by step_id."""
+
+    person_id: str
+    workflow_id: str
+    step_id: str
+    app: str
+    account: str | None
+    account_id: str
+    groups: list[RestoreGroup] = Field(default_factory=list)
+
+
+class RestoreAppResult(BaseModel):
+    restored: bool
+    detail: str
+
+
+class RestoreState(BaseModel):
+    run_id: str
+    status: RestoreStatus
+    approved_by: str | None = None
+    apps: dict[str, str] = Field(default_factory=dict)  # app -> restored | failed | ...

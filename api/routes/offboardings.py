@@ -12,6 +12,8 @@ from api.deps import AdminDep, CatalogDep, DbDep, SessionDep, SettingsDep, Staff
 from api.schemas import (
     MAX_OFFSET,
     DryRun,
+    RestoreApproved,
+    RestoreView,
     RunApproved,
     RunCancelling,
     RunStarted,
@@ -22,6 +24,7 @@ from db.models import utcnow
 from domain.intake import Email, PersonId, Text, WallTime, in_zone
 from domain.status import RunStatus
 from services import offboardings as runs
+from services import restores
 from workflows.types import JoinRequest
 
 router = APIRouter(tags=["offboardings"])
@@ -116,6 +119,23 @@ async def approve_offboarding(
     """Let a run held by the burst guard go ahead."""
     await runs.approve_run(db, client, admin, run_id)
     return {"run_id": run_id, "approved_by": admin.actor, "at": utcnow()}
+
+
+@router.get("/offboardings/{run_id}/restore", response_model=RestoreView)
+def get_restore(run_id: str, admin: AdminDep, session: SessionDep) -> dict[str, Any]:
+    """The restore plan offered for a run that took effect (rescind, rehire), and its state."""
+    return restores.get_restore(session, admin, run_id)
+
+
+@router.post(
+    "/offboardings/{run_id}/restore/approve", status_code=202, response_model=RestoreApproved
+)
+async def approve_restore(
+    run_id: str, admin: AdminDep, db: DbDep, client: TemporalDep
+) -> dict[str, Any]:
+    """Approve the offered restore: 404 none offered, 409 already approved or closed."""
+    await restores.approve_restore(db, client, admin, run_id)
+    return {"run_id": run_id, "approved_by": admin.actor, "status": "restoring"}
 
 
 @router.post(

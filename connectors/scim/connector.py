@@ -158,27 +158,35 @@ class ScimConnector:
 
     async def deactivate(self, account_id: str) -> Literal["deactivated", "gone"]:
         """Set ``active`` to false in the configured way; "gone" when the app 404s."""
+        return "deactivated" if await self._set_active(account_id, False) else "gone"
+
+    async def reactivate(self, account_id: str) -> Literal["reactivated", "gone"]:
+        """Set ``active`` back to true (a restore, RFC 7644 3.5.2.3 replace); "gone" when the
+        app 404s: a deleted account cannot be brought back over SCIM."""
+        return "reactivated" if await self._set_active(account_id, True) else "gone"
+
+    async def _set_active(self, account_id: str, value: bool) -> bool:
+        """PATCH ``active`` (RFC 7644 3.5.2) in the configured form, then the other one, else
+        GET + PUT (3.5.1); False when the account is gone."""
         path = self._user_path(account_id)
         style = self.settings.patch_style
         if style != "put_fallback":
             forms: dict[str, dict[str, Any]] = {
-                "path": {"op": "replace", "path": "active", "value": False},
-                "pathless": {"op": "replace", "value": {"active": False}},
+                "path": {"op": "replace", "path": "active", "value": value},
+                "pathless": {"op": "replace", "value": {"active": value}},
             }
             other = "pathless" if style == "path" else "path"
             result = await self.writes.patch_forms(
                 path, User, [(style, forms[style]), (other, forms[other])], "patch_style"
             )
             if result != "unsupported":
-                return "gone" if result == "gone" else "deactivated"
+                return result != "gone"
 
-        def set_inactive(user: dict[str, Any]) -> None:
-            user["active"] = False
+        def set_active(user: dict[str, Any]) -> None:
+            user["active"] = value
             user.pop("groups", None)  # read-only; some servers reject it in a PUT
 
-        return (
-            "deactivated" if await self.writes.put_modified(path, set_inactive) == "ok" else "gone"
-        )
+        return await self.writes.put_modified(path, set_active) == "ok"
 
     async def delete(self, account_id: str) -> Literal["deleted", "gone"]:
         path = self._user_path(account_id)
@@ -230,6 +238,27 @@ class ScimConnector:
             if result != "unsupported":
                 return None
         return await self._put_group_without(group, account_id)
+
+    async def add_member(self, group: GroupRef, account_id: str) -> Literal["added", "gone"]:
+        """Put the account back into one group (a restore); "gone" when the group is.
+
+        PATCH ``add`` of a ``members`` value (RFC 7644 3.5.2.1: adding a member already there
+        changes nothing); an app without PATCH on groups gets GET + PUT with the member added.
+        """
+        path = group_path(group.id)
+        if self.settings.patch_style != "put_fallback":
+            add = {"op": "add", "path": "members", "value": [{"value": account_id}]}
+            result = await self.writes.patch_forms(
+                path, Group, [("add", add)], "group_member_removal"
+            )
+            if result != "unsupported":
+                return "added" if result == "ok" else "gone"
+
+        def with_member(resource: dict[str, Any]) -> None:
+            if account_id not in member_ids(resource):
+                resource["members"] = [*(resource.get("members") or []), {"value": account_id}]
+
+        return "added" if await self.writes.put_modified(path, with_member) == "ok" else "gone"
 
     async def remove_groups(self, account_id: str) -> GroupRemoval:
         """Take the account out of every group it is known to be in."""

@@ -14,7 +14,7 @@ from api.web.session import Refused, WebPrincipal, check_csrf, page_router
 from config import Catalog
 from db.models import Person
 from domain.status import LIVE_RUNS, RUN_STATUSES, STAFF_ROLES
-from services import offboardings, tasks
+from services import offboardings, restores, tasks
 from services.authz import Principal
 from services.errors import Forbidden, NotFound
 
@@ -87,6 +87,8 @@ def _run_context(
         "app_names": names,
         "person_name": person.name if person is not None else "",
         "can_approve": principal.role == "admin" and offboardings.awaiting_approval(session, run),
+        # The restore plan (rescind after effect, rehire) is an admin's to read and approve.
+        "restore": restores.restore_view(session, run_id) if principal.role == "admin" else None,
     }
 
 
@@ -114,6 +116,21 @@ async def approve_form(
     """An admin approves a run the burst guard holds (audited with their name)."""
     check_csrf(request, csrf_token)
     await offboardings.approve_run(db, client, principal, run_id)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.post("/runs/{run_id}/restore/approve")
+async def approve_restore_form(
+    request: Request,
+    run_id: str,
+    principal: WebPrincipal,
+    db: DbDep,
+    client: TemporalDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """An admin approves the run's restore plan (audited with their name)."""
+    check_csrf(request, csrf_token)
+    await restores.approve_restore(db, client, principal, run_id)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 

@@ -1,0 +1,199 @@
+"""Restores: undo an offboarding that already took effect (a rescinded termination, a rehire).
+
+``offer_restore`` starts ``RestoreWorkflow`` (``restore-<run id>``, one per run, ever) for the
+person's latest run that took effect; an admin approves it (``approve_restore``), and its plan
+and progress are read back from the person's trail (``restore_view``): the trail is where the
+plan, the approval and every app's outcome are recorded anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config import Settings
+from db.models import AuditEvent, OffboardingRun, Step
+from db.session import Db
+from services import authz
+from services.authz import Principal
+from services.errors import Conflict, NotFound
+from services.offboardings import find_run, live_run
+from services.workflow_calls import update
+from workflows.offboarding import OffboardingWorkflow
+from workflows.restore import RestoreWorkflow
+from workflows.types import ApprovalRequest, RestoreInput
+
+# Trail events that show a run changed something in an app (beyond a step's status).
+EFFECTS = ("scim.deactivated", "scim.deleted", "scim.groups_removed")
+REHIRED = "rehired"
+
+
+def restore_workflow_id(run_id: str) -> str:
+    return f"restore-{run_id}"
+
+
+def took_effect(session: Session, run: OffboardingRun) -> bool:
+    """Whether the run changed anything: a step verified, done or under way, or an effect on
+    its trail (a failed step may have cut access before it failed)."""
+    step = session.exec(
+        select(Step.id).where(
+            Step.run_id == run.run_id, col(Step.status).in_(("verified", "done", "running"))
+        )
+    ).first()
+    if step is not None:
+        return True
+    effect = session.exec(
+        select(AuditEvent.seq).where(
+            AuditEvent.workflow_id == run.workflow_id,
+            col(AuditEvent.step_id).startswith(f"{run.run_id}:"),
+            col(AuditEvent.kind).in_(EFFECTS),
+        )
+    ).first()
+    return effect is not None
+
+
+def latest_effective_run(session: Session, person_id: str) -> OffboardingRun | None:
+    """The person's newest run when it took effect, or None: a run cancelled before its
+    effect says this termination changed nothing, whatever an older run (an earlier stint of
+    employment) did."""
+    newest = session.exec(
+        select(OffboardingRun)
+        .where(OffboardingRun.person_id == person_id)
+        .order_by(col(OffboardingRun.created_at).desc())
+        .limit(1)
+    ).first()
+    return newest if newest is not None and took_effect(session, newest) else None
+
+
+async def offer_restore(
+    client: Client, db: Db, settings: Settings, person_id: str, reason: str, actor: str
+) -> str | None:
+    """Offer to restore what the person's latest effective run did; returns that run's id,
+    or None when no run took effect. A run is offered once: a second offer is the first one."""
+    run = await db.run(lambda session: latest_effective_run(session, person_id))
+    if run is None:
+        return None
+    inp = RestoreInput(
+        run_id=run.run_id,
+        run_workflow_id=run.workflow_id,
+        person_id=person_id,
+        email=run.email,
+        reason=reason,
+        actor=actor,
+        offer_days=settings.restore_offer_days,
+    )
+    try:
+        await client.start_workflow(
+            RestoreWorkflow.run,
+            inp,
+            id=restore_workflow_id(run.run_id),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    return run.run_id
+
+
+async def stop_and_offer(
+    client: Client, db: Db, settings: Settings, person_id: str, reason: str, actor: str
+) -> str | None:
+    """Stop the person's live run (no further removals; a pending delete is called off) and
+    offer to restore what took effect. Returns the restored run's id, or None."""
+    live = await db.run(lambda session: live_run(session, person_id))
+    if live is not None:
+        handle = client.get_workflow_handle(live.workflow_id, run_id=live.run_id)
+        await handle.signal(OffboardingWorkflow.cancel, reason)
+    return await offer_restore(client, db, settings, person_id, reason, actor)
+
+
+# -- reading and approving ---------------------------------------------------------------------
+
+_APP_OUTCOMES = {"restore.app_restored": "restored", "restore.app_failed": "failed"}
+_STATUS_AFTER = {
+    "restore.approved": "restoring",
+    "restore.completed": "completed",
+    "restore.expired": "expired",
+}
+
+
+def restore_view(session: Session, run_id: str) -> dict[str, Any] | None:
+    """``{run_id, status: offered|restoring|completed|expired, reason, offered_at, approved_by,
+    approved_at, apps: [{app, action, account, groups, reason, status, detail}]}`` from the
+    trail; None when no plan has been offered for the run."""
+    rows = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.workflow_id == restore_workflow_id(run_id))
+        .order_by(col(AuditEvent.seq))
+    ).all()
+    offered = next((r for r in rows if r.kind == "restore.offered"), None)
+    if offered is None:
+        return None
+    view: dict[str, Any] = {
+        "run_id": run_id,
+        "status": "offered",
+        "reason": offered.detail.get("reason", ""),
+        "offered_at": offered.at,
+        "approved_by": None,
+        "approved_at": None,
+    }
+    apps = {
+        a["app"]: {
+            **a,
+            "status": "cannot_restore" if a["action"] == "cannot_restore" else "planned",
+            "detail": "",
+        }
+        for a in offered.detail.get("apps", [])
+    }
+    for row in rows:
+        view["status"] = _STATUS_AFTER.get(row.kind, view["status"])
+        if row.kind == "restore.approved":
+            view["approved_by"], view["approved_at"] = row.actor, row.at
+        if row.kind in _APP_OUTCOMES and row.app in apps:
+            apps[row.app]["status"] = _APP_OUTCOMES[row.kind]
+            detail = row.detail
+            apps[row.app]["detail"] = str(
+                detail.get("read_back") or detail.get("by") or detail.get("error") or ""
+            )
+    view["apps"] = list(apps.values())
+    return view
+
+
+def get_restore(session: Session, principal: Principal, run_id: str) -> dict[str, Any]:
+    """The run's restore plan and its state (admins); NotFound for no run or no offer."""
+    authz.require_admin(principal)
+    find_run(session, run_id)
+    view = restore_view(session, run_id)
+    if view is None:
+        raise NotFound(f"no restore has been offered for run {run_id}", "no_restore")
+    return view
+
+
+async def approve_restore(db: Db, client: Client, principal: Principal, run_id: str) -> None:
+    """Approve the offered restore of ``run_id`` (admins); audited with the approver.
+
+    Raises NotFound when none is offered, Conflict ``cannot_approve_restore`` when it is
+    already approved, finished or expired.
+    """
+    authz.require_admin(principal)
+    view = await db.run(lambda session: get_restore(session, principal, run_id))
+    if view["status"] != "offered":
+        by = f" by {view['approved_by']}" if view["approved_by"] else ""
+        raise Conflict("cannot_approve_restore", f"this restore is {view['status']}{by}")
+    handle = client.get_workflow_handle(restore_workflow_id(run_id))
+    try:
+        await update(
+            handle,
+            RestoreWorkflow.approve_restore,
+            ApprovalRequest(actor=principal.actor),
+            "cannot_approve_restore",
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise Conflict("cannot_approve_restore", "this restore offer is closed") from None
