@@ -53,6 +53,11 @@ class Person(SQLModel, table=True):
     hr_event_at: datetime | None = None
     hr_status_event_id: str | None = None
     hr_status_at: datetime | None = None
+    # The termination date the latest rescind cancelled (and that rescind's event id): a
+    # termination for that date with no ``occurred_at`` of its own, arriving after it, is the
+    # one it cancelled.
+    rescinded_effective_at: datetime | None = None
+    rescinded_by: str | None = None
 
 
 class OffboardingRun(SQLModel, table=True):

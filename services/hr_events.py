@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -106,6 +106,18 @@ def _reactivates(event: HrEvent, person: Person, at: datetime) -> bool:
     return person.terminated_at is None or at >= aware(person.terminated_at)
 
 
+def _rescinded_before(event: HrEvent, person: Person) -> str:
+    """Why a termination is the one a rescind delivered before it cancelled ("" if it is not):
+    it has no ``occurred_at`` to order it by, and its ``effective_at`` is the date the
+    rescind named. Without either, a termination after a rescind is a new one."""
+    if event.type != TERMINATED or event.occurred_at is not None or event.effective_at is None:
+        return ""
+    cancelled = person.rescinded_effective_at
+    if cancelled is None or aware(cancelled) != event.effective_at:
+        return ""
+    return f"rescinded by {person.rescinded_by} (termination effective {cancelled.date()})"
+
+
 def _apply(session: Session, event: HrEvent, at: datetime) -> tuple[str, bool]:
     """Apply the event's parts that are not older than the person's record (the person's row
     locked, on PostgreSQL); returns why nothing applied ("" when something did) and whether
@@ -119,10 +131,16 @@ def _apply(session: Session, event: HrEvent, at: datetime) -> tuple[str, bool]:
         status_at=aware(person.hr_status_at) if person.hr_status_at else None,
         active=person.status == "active",
     )
+    rescinded = _rescinded_before(event, person)
+    if rescinded:
+        return rescinded, False
     changes_status = event.type in (TERMINATED, *REACTIVATING) or _reactivates(event, person, at)
     verdict = applies(event.type, at, changes_status, latest)
     if verdict.stale:
         return verdict.why, False
+    if event.type == RESCINDED and event.effective_at is not None:
+        person.rescinded_effective_at = event.effective_at.astimezone(UTC)
+        person.rescinded_by = event.event_id
     reactivated = verdict.status and event.type != TERMINATED and person.status == "terminated"
     if verdict.details:
         person.email, person.name = e.email, e.name
@@ -277,9 +295,12 @@ async def handle_hr_event(client: Client, db: Db, settings: Settings, event: HrE
     """
     lease = settings.webhook_claim_lease_seconds
     zone = settings.hr_time_zone
-    at = utc_in_zone(event.occurred_at, zone) or utcnow()
+    # occurred_at stays None when HR sent none (a rescind's memory needs to know); ``at``
+    # orders the event either way.
+    occurred_at = utc_in_zone(event.occurred_at, zone)
+    at = occurred_at or utcnow()
     event = event.model_copy(
-        update={"effective_at": in_zone(event.effective_at, zone), "occurred_at": at}
+        update={"effective_at": in_zone(event.effective_at, zone), "occurred_at": occurred_at}
     )
     claim = await db.run(lambda session: _claim(session, event, at, lease))
     if claim.state == "done":

@@ -82,6 +82,35 @@ async def test_a_rescind_delivered_before_its_termination_keeps_the_account(
     assert len(await ignored_events(stack, "E1006")) == 1
 
 
+async def test_an_undated_rescind_remembers_the_termination_date_it_cancelled(
+    stack: Stack,
+) -> None:
+    """HR sends no occurred_at: the rescind names the termination's date, and the termination
+    for that date, delivered after it, is the one it cancelled; another date is a new one."""
+    assert stack.scim is not None
+    ivy = stack.scim.users[8]
+    rescind = hr(ivy, 8, RESCINDED, None, effective_at="2026-03-02")
+    assert (await stack.webhook(rescind)).json()["run_id"] is None
+
+    late = hr(ivy, 8, "employee.terminated", None, effective_at="2026-03-02")
+    response = await stack.webhook(late)
+
+    assert response.status_code == 202, response.text
+    why = f"rescinded by {rescind['event_id']} (termination effective 2026-03-02)"
+    assert response.json()["ignored"] == why
+    assert runs_of(stack, "E1008") == []
+    assert person_row(stack, "E1008").status == "active"
+    assert stack.scim.user_by_email(ivy.email)["active"] is True
+    [ignored] = await ignored_events(stack, "E1008")
+    assert ignored["detail"]["why"] == why
+
+    other = hr(ivy, 8, "employee.terminated", None, effective_at="2026-03-20")
+    started = await stack.webhook(other)
+    assert started.status_code == 202, started.text
+    assert started.json()["run_id"] is not None
+    assert person_row(stack, "E1008").status == "terminated"
+
+
 async def test_an_older_termination_after_a_rescind_does_not_restart_the_run(
     stack: Stack,
 ) -> None:

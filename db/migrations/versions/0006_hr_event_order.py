@@ -28,6 +28,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('hr_event_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('hr_status_event_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
         batch_op.add_column(sa.Column('hr_status_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('rescinded_effective_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('rescinded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     with op.batch_alter_table('webhook_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('occurred_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column(
@@ -40,6 +42,8 @@ def downgrade() -> None:
         batch_op.drop_column('detail')
         batch_op.drop_column('occurred_at')
     with op.batch_alter_table('people', schema=None) as batch_op:
+        batch_op.drop_column('rescinded_by')
+        batch_op.drop_column('rescinded_effective_at')
         batch_op.drop_column('hr_status_at')
         batch_op.drop_column('hr_status_event_id')
         batch_op.drop_column('hr_event_at')
