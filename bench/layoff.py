@@ -27,7 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.burst import CATALOG_APP, Proc, post_webhook, spawn, spawn_offboard  # noqa: E402
+from bench.burst import post_webhook  # noqa: E402
+from bench.procs import CATALOG_APP, Proc, spawn, spawn_offboard  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
