@@ -4,7 +4,8 @@
 an admin token (``offboard token create``), and starts ``offboard api`` and ``workers`` times
 ``offboard worker``, all from the same OFFBOARD_* settings (bench/procs.py ``offboard_env``)
 with ``OFFBOARD_DATABASE_URL`` pointing at a throwaway PostgreSQL (devstack/postgres_server.py)
-or a SQLite file. It returns once every worker polls every task queue. ``worker_shares`` reads
+or a SQLite file. It returns once every worker polls every task queue and has had the time to
+see the others (rate_share.py). ``worker_shares`` reads
 which worker completed each activity and workflow task from the histories (the identity
 Temporal records is ``<pid>@<host>``).
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import rate_share
 from bench.procs import OFFBOARD, Proc, offboard_env, spawn
 from devstack.postgres_server import PostgresServer
 
@@ -90,6 +92,9 @@ class Deployment:
                 )
                 polled.append({p.identity for p in described.pollers})
             if all(len(identities) >= workers for identities in polled):
+                # A worker counts the others at its next look (rate_share.py): the layoff
+                # measures the steady state, not the first seconds after a worker joins.
+                await asyncio.sleep(rate_share.EVERY + 1)
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError("the workers did not poll every task queue within 2 minutes")
