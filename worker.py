@@ -4,7 +4,9 @@ Besides the main task queue, each SCIM app with a ``rate_limit_per_minute`` gets
 activity task queue (``<task queue>.<app id>``) for its planning and deprovisioning steps: a
 worker runs at most ``admission`` of them at once, and Temporal hands them out no faster than
 the app's rate can serve, across every worker process. A burst of terminations beyond what an
-app allows waits there, durably and without counting against any step's timeout.
+app allows waits there, durably and without counting against any step's timeout. The requests
+themselves are paced per process at the app's rate divided by the workers polling its queue
+(rate_share.py), so N workers together stay within the app's limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import warnings
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -38,6 +41,7 @@ from connectors.registry import ConnectorRegistry
 from connectors.ssf import signing_key
 from db.session import session_factory
 from metrics import count_scim_response, serve_metrics
+from rate_share import share_rates
 from temporal_client import connect
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
@@ -59,18 +63,31 @@ def secret(value: SecretStr | None) -> str | None:
 
 
 class Workers:
-    """The main worker and the per-app ones, started, run and stopped together."""
+    """The main worker and the per-app ones, started, run and stopped together; while they
+    run, ``share()`` keeps each app's share of its rate current (rate_share.py)."""
 
-    def __init__(self, main: Worker, per_app: list[Worker]) -> None:
+    def __init__(
+        self,
+        main: Worker,
+        per_app: list[Worker],
+        share: Callable[[], Coroutine[None, None, None]] | None = None,
+    ) -> None:
         self.main = main
         self.all = [main, *per_app]
+        self._share = share
 
     @property
     def task_queue(self) -> str:
         return self.main.task_queue
 
     async def run(self) -> None:
-        await asyncio.gather(*(w.run() for w in self.all))
+        sharing = asyncio.create_task(self._share()) if self._share is not None else None
+        try:
+            await asyncio.gather(*(w.run() for w in self.all))
+        finally:
+            if sharing is not None:
+                sharing.cancel()
+                await asyncio.gather(sharing, return_exceptions=True)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(w.shutdown() for w in self.all))
@@ -125,11 +142,13 @@ def build_worker(
     # The executor runs only the sync (DB) activities; SCIM calls are async and need no thread.
     # Temporal warns when it is smaller than max_concurrent_activities: that is the intent here.
     per_app = []
+    app_queues = {}
     for app in catalog.apps:
         app_queue = app.task_queue(queue)
         if app_queue is None or app.scim is None or app.scim.admission is None:
             continue
         per_second = (app.scim.rate_limit_per_minute or 0) / 60
+        app_queues[app.id] = app_queue
         per_app.append(
             Worker(
                 client,
@@ -188,7 +207,8 @@ def build_worker(
             max_cached_workflows=settings.workflow_cache_size,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
-    return Workers(main, per_app)
+    share = (lambda: share_rates(client, registry, app_queues)) if app_queues else None
+    return Workers(main, per_app, share)
 
 
 def sdk_runtime(settings: Settings) -> Runtime | None:

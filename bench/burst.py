@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,73 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from api.signature import sign  # noqa: E402
 from bench.proc_stats import cpu_seconds, rss_kib  # noqa: E402
+from bench.procs import CATALOG_APP, SECRET, Proc, spawn, spawn_offboard  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
 
 APPS = 5
-SECRET = "bench-webhook-secret"
-SCIM_TOKEN = "bench-scim-token"
 FIRST_USER = 100  # past the hand-crafted demo users (e.g. the filter-injection one)
-
-
-@dataclass
-class Proc:
-    popen: subprocess.Popen[str]
-    log: Path
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def spawn(
-    cmd: list[str],
-    workdir: Path,
-    name: str,
-    env: dict[str, str] | None = None,
-    ready: str = "ready",
-    timeout: float = 120,
-) -> Proc:
-    """Start a process with its output in a file (a pipe nobody drains would stall it)."""
-    log = workdir / f"{name}.log"
-    with log.open("w") as out:
-        popen = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=workdir,
-            env={**os.environ, **(env or {})},
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready in log.read_text(errors="replace"):
-            return Proc(popen, log)
-        if popen.poll() is not None:
-            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    popen.kill()
-    raise RuntimeError(f"{name} did not become ready")
-
-
-CATALOG_APP = """
-  - id: app{i}
-    name: App {i}
-    owners: [owner{i}@example.com]
-    connector: scim
-    scim:
-      base_url: {url}
-      token_env: BENCH_SCIM_TOKEN
-      match: userName
-      rate_limit_per_minute: {rate}
-      max_concurrent_requests: {concurrency}
-"""
 
 
 @dataclass
@@ -130,23 +68,6 @@ class Stack:
         for proc in reversed(self.procs):
             proc.stop()
         self.temporal.stop()
-
-
-def spawn_offboard(workdir: Path, temporal_address: str, port: int) -> Proc:
-    """``offboard dev`` on ``port`` with ``workdir/apps.yaml``, as users run it."""
-    env = {
-        "OFFBOARD_DATA_DIR": str(workdir / "data"),
-        "OFFBOARD_CATALOG": str(workdir / "apps.yaml"),
-        "OFFBOARD_TEMPORAL_ADDRESS": temporal_address,
-        "OFFBOARD_PORT": str(port),
-        "OFFBOARD_WEBHOOK_SECRETS": SECRET,
-        "OFFBOARD_BURST_THRESHOLD": "0",
-        "OFFBOARD_LOG_FORMAT": "json",
-        "BENCH_SCIM_TOKEN": SCIM_TOKEN,
-        "PYTHONPATH": str(ROOT),
-    }
-    cmd = [sys.executable, "-c", "from cli.main import app; app()", "dev"]
-    return spawn(cmd, workdir, "offboard", env, ready="Data dir:")
 
 
 def start_stack(people: int) -> Stack:

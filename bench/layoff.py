@@ -2,14 +2,19 @@
 
     python bench/layoff.py                      # N=150; apps at 600, 600 and 180 requests/min
     python bench/layoff.py --people 1000 --rates 600,600,180
+    python bench/layoff.py --workers 2 --db postgres   # scale-out: PostgreSQL, API, 2 workers
 
 Locally on loopback: the Temporal dev server, one scim2-server per app behind a SaaS-like front
 (bench/saas_front.py: 150 ms ± 50 ms per request, a token bucket at the app's rate answering
 429 with Retry-After), and ``offboard dev`` with each app's ``rate_limit_per_minute`` in the
-catalog. N signed terminations at once, every person in a group. Per app it prints requests,
-requests/min achieved vs the limit, 429s, requests sent before an announced Retry-After had
-passed, and the app's finish vs its own physical limit (its requests ÷ its rate); overall, the
-finish vs the slowest app's limit, and how many steps needed more than one attempt (a step
+catalog; or, with ``--workers N`` or ``--db postgres``, the production shape (bench/scaleout.py:
+``offboard migrate``, ``offboard api`` and N ``offboard worker`` processes on one app DB). N
+signed terminations at once, every person in a group. Per app it prints requests, requests/min
+achieved vs the limit, 429s, requests sent after a 429 had reached us but before its
+Retry-After had passed ("early"; requests already on their way when the 429 went out are
+counted apart, as "in flight"), and the app's finish vs its own physical limit (its requests ÷
+its rate); overall, the finish vs the slowest app's limit, each worker's share of the
+activities and workflow tasks, and how many activities needed more than one attempt (a step
 that timed out waiting for its turn would show here). Figures only: nothing is asserted.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -27,27 +33,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.burst import CATALOG_APP, Proc, post_webhook, spawn, spawn_offboard  # noqa: E402
+from bench.burst import post_webhook  # noqa: E402
+from bench.procs import CATALOG_APP, Proc, spawn, spawn_offboard  # noqa: E402
+from bench.scaleout import Deployment, Shares, worker_shares  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
 
 FIRST_USER = 100
-
-
-async def retried_steps(address: str, n: int) -> int:
-    """Activities of the layoff's runs that needed more than one attempt."""
-    from temporalio.api.enums.v1 import EventType
-    from temporalio.client import Client
-
-    client = await Client.connect(address)
-    retried = 0
-    for i in range(n):
-        handle = client.get_workflow_handle(f"offboard-B{FIRST_USER + i:06d}")
-        async for event in handle.fetch_history_events():
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                retried += event.activity_task_started_event_attributes.attempt > 1
-    return retried
 
 
 async def layoff(api: str, token: str, n: int) -> float:
@@ -85,15 +78,42 @@ async def layoff(api: str, token: str, n: int) -> float:
                 print(f"  {len(failed.json())} runs waiting on a person", flush=True)
 
 
+def print_shares(shares: Shares, names: dict[str, str]) -> None:
+    """Each worker process's share of the activities (per app queue) and workflow tasks;
+    ``names`` maps a pid to a name (Temporal's identity of a worker is ``<pid>@<host>``)."""
+    total = sum(shares.activities.values())
+    print(
+        f"  work per worker ({total} activities, {sum(shares.workflow_tasks.values())} wf tasks):"
+    )
+    for identity in sorted({i for i, _ in shares.activities} | set(shares.workflow_tasks)):
+        mine = {q: n for (i, q), n in shares.activities.items() if i == identity}
+        per_app = ", ".join(
+            f"{q.rpartition('.')[2] if '.' in q else 'main'} {n}" for q, n in sorted(mine.items())
+        )
+        print(
+            f"    {names.get(identity.split('@')[0], identity)}: {sum(mine.values())} activities "
+            f"({sum(mine.values()) / max(total, 1):.0%}: {per_app}), "
+            f"{shares.workflow_tasks[identity]} workflow tasks"
+        )
+
+
+def interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=150)
     parser.add_argument("--rates", default="600,600,180", help="requests/min per app")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, interrupt)  # stop every server on SIGTERM too
     rates = [float(r) for r in args.rates.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="offboard-layoff-"))
     temporal = TemporalDevServer(workdir / "temporal.db").start()
     procs: list[Proc] = []
+    deployment: Deployment | None = None
     try:
         urls = []
         for i, rate in enumerate(rates):
@@ -108,8 +128,18 @@ def main() -> None:
         )
         (workdir / "apps.yaml").write_text(catalog)
         port = free_port()
-        procs.append(spawn_offboard(workdir, temporal.address, port))
-        token = (workdir / "data/admin-token").read_text().strip()
+        names = {}
+        if args.workers == 1 and args.db == "sqlite":
+            procs.append(spawn_offboard(workdir, temporal.address, port))
+            token = (workdir / "data/admin-token").read_text().strip()
+            names[str(procs[-1].popen.pid)] = "offboard dev"
+        else:
+            queues = ["offboard", *(f"offboard.app{i}" for i in range(len(rates)))]
+            deployment = Deployment.start(
+                workdir, temporal.address, port, queues, args.db, args.workers
+            )
+            token, names = deployment.token, deployment.workers
+        print(f"{args.workers} worker process(es), app DB {args.db}; logs in {workdir}", flush=True)
         started = asyncio.run(layoff(f"http://127.0.0.1:{port}", token, args.people))
         finished = time.time() - started
         limits = []
@@ -123,7 +153,8 @@ def main() -> None:
             print(
                 f"  app{i} ({rate:.0f}/min): {stats['requests']:.0f} requests "
                 f"({stats['requests'] / args.people:.1f}/person), {achieved:.0f}/min achieved, "
-                f"{stats['throttled']:.0f} x 429, {stats['early']:.0f} early after a 429; "
+                f"{stats['throttled']:.0f} x 429, {stats['early']:.0f} early after a 429 "
+                f"({stats['in_flight']:.0f} in flight); "
                 f"finished {took:.0f} s vs its limit {physical:.0f} s = {took / physical:.2f}x"
             )
         slowest = max(limits)
@@ -131,9 +162,12 @@ def main() -> None:
             f"  overall {finished:.0f} s vs the slowest app's limit {slowest:.0f} s "
             f"= {finished / slowest:.2f}x"
         )
-        retried = asyncio.run(retried_steps(temporal.address, args.people))
-        print(f"  activities that needed more than one attempt: {retried}")
+        shares = asyncio.run(worker_shares(temporal.address))
+        print_shares(shares, names)
+        print(f"  activities that needed more than one attempt: {shares.retried}")
     finally:
+        if deployment is not None:
+            deployment.stop()
         for proc in reversed(procs):
             proc.stop()
         temporal.stop()

@@ -90,6 +90,7 @@ class ConnectorRegistry:
         self._idp: dict[str, IdpConnector] = {}
         self._receivers: dict[tuple[str, str], ApiTransport] = {}
         self._clients: list[httpx.AsyncClient] = []
+        self._shares: dict[str, int] = {}
 
     def scim(self, app_id: str) -> ScimConnector:
         connector = self._scim.get(app_id)
@@ -106,8 +107,20 @@ class ConnectorRegistry:
         connector = ScimConnector(
             app_id, app.scim, client, scim_credentials(app_id, app.scim, client, self._env)
         )
+        connector.gate.share(self._shares.get(app_id, 1))
         self._scim[app_id] = connector
         return connector
+
+    def share_rate(self, app_id: str, workers: int) -> bool:
+        """Pace ``app_id``'s SCIM requests at 1/``workers`` of its rate (see rate_share.py),
+        now and in a connector built later. True when the share changed."""
+        if self._shares.get(app_id, 1) == workers:
+            return False
+        self._shares[app_id] = workers
+        connector = self._scim.get(app_id)
+        if connector is not None:
+            connector.gate.share(workers)
+        return True
 
     def idp(self, app_id: str) -> IdpConnector:
         """The Okta, Entra ID or Google connector of ``app_id`` (built once per worker)."""

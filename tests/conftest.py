@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
-import subprocess
 import sysconfig
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -37,6 +33,7 @@ from db.migrate import upgrade
 from db.session import get_engine, open_session
 from devstack.demo_data import DEMO_GROUPS, demo_users
 from devstack.ports import free_port
+from devstack.postgres_server import PostgresServer
 from devstack.scim_server import ScimServer, SeedUser
 from devstack.temporal_server import TemporalDevServer
 from metrics import count_scim_response
@@ -392,103 +389,11 @@ async def stack(make_stack: StackFactory, scim_app: ScimApp) -> Stack:
     return await make_stack(scim_app)
 
 
-# --- PostgreSQL: a real server for the backend, migration, concurrency and readiness tests ---
-
-
-def postgres_bin_dir() -> Path:
-    """Where initdb/pg_ctl live: next to ``pg_ctl`` on PATH, else Debian's versioned dir."""
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        return Path(on_path).resolve().parent
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if not found:
-        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
-    return found[-1].parent
-
-
-class PostgresServer:
-    """A throwaway PostgreSQL cluster on loopback, trust auth, with its socket in its own dir.
-
-    PostgreSQL refuses to run as root, so as root every server command runs as ``postgres``;
-    the cluster lives in a mkdtemp dir (pytest's tmp dirs are 0700 root, unreadable to it).
-    """
-
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = free_port(host)
-        self.bin = postgres_bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="offboard-pg-"))
-        self.data = self.root / "data"
-        self.log_file = self.root / "server.log"
-        self._as_root = os.geteuid() == 0
-        os.chmod(self.root, 0o755)  # noqa: S103 (postgres must traverse it; the data dir is 0700)
-        self.running = False
-        try:
-            if self._as_root:
-                shutil.chown(self.root, "postgres", "postgres")
-            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
-        except BaseException:
-            shutil.rmtree(self.root, ignore_errors=True)
-            raise
-
-    def _cmd(self, tool: str, *args: str) -> list[str]:
-        cmd = [str(self.bin / tool), *args]
-        return ["runuser", "-u", "postgres", "--", *cmd] if self._as_root else cmd
-
-    def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run(
-            self._cmd(tool, *args), capture_output=True, text=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            log = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-            raise RuntimeError(f"{tool} failed: {done.stdout}{done.stderr}{log[-2000:]}")
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
-
-    def start(self) -> None:
-        options = f"-h {self.host} -p {self.port} -k {self.root} -c max_connections=200"
-        log = str(self.log_file)
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
-        self.running = True
-
-    def stop(self) -> None:
-        # By the pid file, not the flag: a start that timed out may still have left a server.
-        if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-        self.running = False
-
-    def new_database(self) -> str:
-        """CREATE a fresh, empty database and return its SQLAlchemy URL."""
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        conninfo = f"host={self.host} port={self.port} user=postgres dbname=postgres"
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the backend, migration, concurrency and readiness tests."""
     server = PostgresServer()
     try:
-        for attempt in range(3):
-            try:
-                server.start()
-                break
-            except RuntimeError:  # the free port was taken meanwhile: another one
-                server.stop()
-                if attempt == 2:
-                    raise
-                server.port = free_port(server.host)
-        yield server
+        yield server.start_on_free_port()
     finally:
         server.close()

@@ -26,7 +26,7 @@ from db.session import get_engine
 from workflows.types import AuditEventIn
 
 if TYPE_CHECKING:  # the worker processes import this module: keep them off conftest's imports
-    from tests.conftest import PostgresServer
+    from devstack.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 

@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from devstack.demo_data import demo_users
+from devstack.postgres_server import PostgresServer
 from devstack.scim_server import ScimServer, SeedUser
 from tests.conftest import (
     SCIM_TOKEN,
-    PostgresServer,
     Stack,
     StackFactory,
     catalog_yaml,

@@ -24,7 +24,7 @@ from db.migrate import alembic_config, upgrade
 from db.session import get_engine
 
 if TYPE_CHECKING:
-    from tests.conftest import PostgresServer
+    from devstack.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,8 @@ from devstack.ports import free_port
 from tests.conftest import CATALOG
 
 if TYPE_CHECKING:
+    from devstack.postgres_server import PostgresServer
     from devstack.temporal_server import TemporalDevServer
-    from tests.conftest import PostgresServer
 
 pytestmark = pytest.mark.slow
 

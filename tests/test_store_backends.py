@@ -25,10 +25,10 @@ from db import audit
 from db.migrate import alembic_config, upgrade
 from db.models import ApiToken, AuditEvent, HumanTask, OffboardingRun, Person, Step
 from db.session import get_engine
+from devstack.postgres_server import PostgresServer
 from services.authz import Principal
 from services.tasks import list_tasks
 from services.tokens import create_token, hash_token, lookup
-from tests.conftest import PostgresServer
 from workflows.types import AuditEventIn, HumanTaskInput, RecordInput, StepState, TaskRecord
 
 pytestmark = pytest.mark.slow

@@ -54,16 +54,22 @@ class RateGate:
     Retry-After has passed, including requests already waiting for a slot. A pause longer
     than ``max_wait`` seconds raises ``AppPaused`` instead of sleeping, so the caller hands the
     wait to the workflow's retry (with that delay) rather than sitting out an activity timeout.
+    With ``share(n)`` it paces at ``per_minute / n``: n worker processes serve the app.
     """
 
     def __init__(self, per_minute: int | None, max_concurrent: int, max_wait: float = 20.0) -> None:
-        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._full_interval = 60.0 / per_minute if per_minute else 0.0
+        self.interval = self._full_interval
         self.max_concurrent = max_concurrent
         self.max_wait = max_wait
         self._sem = asyncio.Semaphore(max_concurrent)
         self._lock = asyncio.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
+
+    def share(self, workers: int) -> None:
+        """Pace at 1/``workers`` of the app's rate: the other worker processes take the rest."""
+        self.interval = self._full_interval * max(1, workers)
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
