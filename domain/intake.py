@@ -8,6 +8,7 @@ with a 422 naming the field before anything is written or started.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -60,9 +61,28 @@ def _within_calendar(value: datetime) -> datetime:
     return value
 
 
+_NUMERIC = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+_BASIC_DATE = re.compile(r"\s*(\d{4})(\d{2})(\d{2})\s*")
+
+
+def _not_a_number(value: object) -> object:
+    """pydantic reads a number (or a string of digits) as Unix seconds: "20261222" would be
+    a day in 1970, and a termination due in three weeks would run now. An ISO 8601 basic
+    date (YYYYMMDD) is read as that date; any other number is refused."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("expected an ISO 8601 date or time, not a number")
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        basic = _BASIC_DATE.fullmatch(value)
+        if basic is None:
+            raise ValueError("expected an ISO 8601 date or time, not a number")
+        return "-".join(basic.groups())
+    return value
+
+
 # Every time an intake path takes (``effective_at``, ``occurred_at``): ISO-8601, a date alone
-# or a zone-less time allowed; ``in_zone`` then reads those in ``OFFBOARD_HR_TIME_ZONE``.
-WallTime = Annotated[datetime, AfterValidator(_within_calendar)]
+# (also YYYYMMDD) or a zone-less time allowed; ``in_zone`` then reads those in
+# ``OFFBOARD_HR_TIME_ZONE``.
+WallTime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_within_calendar)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import update
@@ -34,9 +35,8 @@ from db.session import Db
 from domain.audit import AuditEventIn, Subject
 from domain.hr_order import TERMINATED, Latest, applies
 from domain.intake import Email, EventId, Name, PersonId, Text, WallTime, in_zone, utc_in_zone
-from services.errors import Conflict
+from services.errors import Conflict, Invalid
 from services.offboardings import (
-    live_run,
     offboarding_input,
     run_started_with,
     start_offboarding,
@@ -73,6 +73,8 @@ HrEventType = Literal[
 RESCINDED = "employee.termination_rescinded"
 REACTIVATING = frozenset({RESCINDED, "employee.rehired"})
 ACTOR = "hr-webhook"
+# How far ahead of our clock an HR system's occurred_at may be (its clock may run fast).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class HrEvent(BaseModel):
@@ -106,19 +108,24 @@ def _reactivates(event: HrEvent, person: Person, at: datetime) -> bool:
     return person.terminated_at is None or at >= aware(person.terminated_at)
 
 
-def _rescinded_before(event: HrEvent, person: Person) -> str:
+def _rescinded_before(event: HrEvent, person: Person, zone: str) -> str:
     """Why a termination is the one a rescind delivered before it cancelled ("" if it is not):
-    it has no ``occurred_at`` to order it by, and its ``effective_at`` is the date the
-    rescind named. Without either, a termination after a rescind is a new one."""
+    it has no ``occurred_at`` to order it by, and its ``effective_at`` falls on the date the
+    rescind named (in HR's time zone). Without either, a termination after a rescind is a
+    new one; and the memory holds for one termination, so HR can terminate again."""
     if event.type != TERMINATED or event.occurred_at is not None or event.effective_at is None:
         return ""
     cancelled = person.rescinded_effective_at
-    if cancelled is None or aware(cancelled) != event.effective_at:
+    if cancelled is None:
         return ""
-    return f"rescinded by {person.rescinded_by} (termination effective {cancelled.date()})"
+    day = aware(cancelled).astimezone(ZoneInfo(zone)).date()
+    if event.effective_at.astimezone(ZoneInfo(zone)).date() != day:
+        return ""
+    person.rescinded_effective_at = None
+    return f"rescinded by {person.rescinded_by} (termination effective {day})"
 
 
-def _apply(session: Session, event: HrEvent, at: datetime) -> tuple[str, bool]:
+def _apply(session: Session, event: HrEvent, at: datetime, zone: str) -> tuple[str, bool]:
     """Apply the event's parts that are not older than the person's record (the person's row
     locked, on PostgreSQL); returns why nothing applied ("" when something did) and whether
     it made a terminated person active again."""
@@ -131,8 +138,9 @@ def _apply(session: Session, event: HrEvent, at: datetime) -> tuple[str, bool]:
         status_at=aware(person.hr_status_at) if person.hr_status_at else None,
         active=person.status == "active",
     )
-    rescinded = _rescinded_before(event, person)
+    rescinded = _rescinded_before(event, person, zone)
     if rescinded:
+        session.add(person)
         return rescinded, False
     changes_status = event.type in (TERMINATED, *REACTIVATING) or _reactivates(event, person, at)
     verdict = applies(event.type, at, changes_status, latest)
@@ -143,8 +151,10 @@ def _apply(session: Session, event: HrEvent, at: datetime) -> tuple[str, bool]:
         person.rescinded_by = event.event_id
     reactivated = verdict.status and event.type != TERMINATED and person.status == "terminated"
     if verdict.details:
-        person.email, person.name = e.email, e.name
-        person.manager_email, person.department = e.manager_email, e.department
+        person.email = e.email
+        # A field HR left out is unchanged (an explicit null clears it).
+        for field in {"name", "manager_email", "department"} & e.model_fields_set:
+            setattr(person, field, getattr(e, field))
         person.hr_event_id, person.hr_event_type = event.event_id, event.type
         person.hr_event_at = at
     if verdict.status:
@@ -176,21 +186,19 @@ def _termination_in_flight(session: Session, event: HrEvent, now: datetime, leas
     return found is not None
 
 
-def _ignored(event: HrEvent, at: datetime, why: str, now: datetime) -> AuditEventIn:
+def _hr_event(kind: str, event: HrEvent, at: datetime, now: datetime, **more: str) -> AuditEventIn:
+    """The person's trail entry for an HR event: ``hr.event_ignored`` (with ``why``) or
+    ``hr.status_changed`` (a rescind or rehire that applied; terminations show as runs)."""
     person_id = event.employee.id
     return AuditEventIn(
         subject=Subject.person(person_id),
         workflow_id=workflow_id_for(person_id),
         step_id=f"hr-event:{event.event_id}",
-        kind="hr.event_ignored",
+        kind=kind,
         at=now.isoformat(),
         actor=ACTOR,
-        detail={
-            "event_id": event.event_id,
-            "type": event.type,
-            "occurred_at": at.isoformat(),
-            "why": why,
-        },
+        detail={"event_id": event.event_id, "type": event.type, "occurred_at": at.isoformat()}
+        | more,
     )
 
 
@@ -208,9 +216,11 @@ class Claim:
     reactivated: bool = False
 
 
-def _claim(session: Session, event: HrEvent, at: datetime, lease_seconds: float) -> Claim:
+def _claim(
+    session: Session, event: HrEvent, at: datetime, lease_seconds: float, zone: str
+) -> Claim:
     """Claim the event id and apply the directory update (or record the event as stale), in
-    one transaction; ``at`` is when the event happened (UTC)."""
+    one transaction; ``at`` is when the event happened (UTC), ``zone`` HR's time zone."""
     now = utcnow()
     for _ in range(3):
         seen = session.get(WebhookEvent, event.event_id)
@@ -233,10 +243,13 @@ def _claim(session: Session, event: HrEvent, at: datetime, lease_seconds: float)
             if _termination_in_flight(session, event, now, lease_seconds):
                 session.rollback()
                 return Claim("busy", why="a termination of this person is being processed")
-            why, reactivated = _apply(session, event, at)
+            why, reactivated = _apply(session, event, at, zone)
             if why:
                 claim.status, claim.detail = "stale", why
-                append_in(session, [_ignored(event, at, why, now)])
+                append_in(session, [_hr_event("hr.event_ignored", event, at, now, why=why)])
+            elif reactivated:
+                change = _hr_event("hr.status_changed", event, at, now, status="active")
+                append_in(session, [change])
             session.commit()
         except IntegrityError:
             # A concurrent delivery of this event (or of another for this person) won the
@@ -290,40 +303,45 @@ async def handle_hr_event(client: Client, db: Db, settings: Settings, event: HrE
 
     An event older than what the person's record already took is recorded and ignored
     (``HrOutcome.ignored`` says why). Raises Conflict ``duplicate_event`` while another
-    delivery of the same event is being handled, or while a termination of the person is,
-    for a rescind or rehire (nothing is written for this one either way).
+    delivery of the same event is being handled, and ``termination_in_progress`` to a rescind
+    or rehire while a termination of the person is (nothing is written for either). Raises
+    Invalid when ``occurred_at`` is in the future.
     """
     lease = settings.webhook_claim_lease_seconds
     zone = settings.hr_time_zone
     # occurred_at stays None when HR sent none (a rescind's memory needs to know); ``at``
     # orders the event either way.
     occurred_at = utc_in_zone(event.occurred_at, zone)
+    if occurred_at is not None and occurred_at > utcnow() + CLOCK_SKEW:
+        # Latest wins: an event from the future would outrank every real one to come.
+        raise Invalid(
+            "validation_error",
+            f"occurred_at: {occurred_at.isoformat()} is in the future",
+            [{"field": "occurred_at", "message": "must not be in the future"}],
+        )
     at = occurred_at or utcnow()
     event = event.model_copy(
         update={"effective_at": in_zone(event.effective_at, zone), "occurred_at": occurred_at}
     )
-    claim = await db.run(lambda session: _claim(session, event, at, lease))
+    claim = await db.run(lambda session: _claim(session, event, at, lease, zone))
     if claim.state == "done":
         return HrOutcome(run_id=claim.run_id, duplicate=True)
     if claim.state == "ignored":
         return HrOutcome(run_id=None, ignored=claim.why)
     if claim.state == "busy":
-        what = claim.why or f"event {event.event_id} is being processed"
-        raise Conflict("duplicate_event", f"{what}; deliver it later")
+        if claim.why:
+            raise Conflict("termination_in_progress", f"{claim.why}; deliver it later")
+        raise Conflict(
+            "duplicate_event", f"event {event.event_id} is being processed; deliver it later"
+        )
     run_id: str | None = None
-    if event.type == "employee.terminated":
+    if event.type == TERMINATED:
         run_id = await _terminate(client, db, settings, event, claim)
-    elif event.type == RESCINDED:
-        run = await db.run(lambda session: live_run(session, event.employee.id))
-        if run is not None:
-            handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
-            await handle.signal(OffboardingWorkflow.cancel, "termination rescinded by HR")
-            run_id = run.run_id
-    if claim.reactivated or (claim.state == "recovered" and event.type in REACTIVATING):
-        # After effect, offer to restore what the run did (a rehire also stops a live run).
+    elif claim.reactivated or event.type in REACTIVATING:
+        # Before effect this cancels the run; after it, it also offers to restore what the
+        # run did (a rehire, too, stops a live run).
         reason = "termination rescinded by HR" if event.type == RESCINDED else REHIRED
-        restored = await stop_and_offer(client, db, settings, event.employee.id, reason, ACTOR)
-        run_id = run_id or restored
+        run_id = await stop_and_offer(client, db, settings, event.employee.id, reason, ACTOR)
     await db.run(_settle(event.event_id, run_id))
     return HrOutcome(run_id=run_id, duplicate=claim.state == "recovered")
 

@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
-from db.models import AuditEvent, OffboardingRun, Step
+from db.models import AuditEvent, OffboardingRun, Person, Step
 from db.session import Db
 from services import authz
 from services.authz import Principal
@@ -57,16 +57,21 @@ def took_effect(session: Session, run: OffboardingRun) -> bool:
     return effect is not None
 
 
-def latest_effective_run(session: Session, person_id: str) -> OffboardingRun | None:
-    """The person's newest run when it took effect, or None: a run cancelled before its
-    effect says this termination changed nothing, whatever an older run (an earlier stint of
-    employment) did."""
-    newest = session.exec(
+def newest_run(session: Session, person_id: str) -> OffboardingRun | None:
+    """The person's most recently created run, or None."""
+    return session.exec(
         select(OffboardingRun)
         .where(OffboardingRun.person_id == person_id)
         .order_by(col(OffboardingRun.created_at).desc())
         .limit(1)
     ).first()
+
+
+def latest_effective_run(session: Session, person_id: str) -> OffboardingRun | None:
+    """The person's newest run when it took effect, or None: a run cancelled before its
+    effect says this termination changed nothing, whatever an older run (an earlier stint of
+    employment) did."""
+    newest = newest_run(session, person_id)
     return newest if newest is not None and took_effect(session, newest) else None
 
 
@@ -104,12 +109,14 @@ async def stop_and_offer(
     client: Client, db: Db, settings: Settings, person_id: str, reason: str, actor: str
 ) -> str | None:
     """Stop the person's live run (no further removals; a pending delete is called off) and
-    offer to restore what took effect. Returns the restored run's id, or None."""
+    offer to restore what took effect. Returns the live run's id, else the restored run's,
+    else None."""
     live = await db.run(lambda session: live_run(session, person_id))
     if live is not None:
         handle = client.get_workflow_handle(live.workflow_id, run_id=live.run_id)
         await handle.signal(OffboardingWorkflow.cancel, reason)
-    return await offer_restore(client, db, settings, person_id, reason, actor)
+    restored = await offer_restore(client, db, settings, person_id, reason, actor)
+    return live.run_id if live is not None else restored
 
 
 # -- reading and approving ---------------------------------------------------------------------
@@ -174,6 +181,22 @@ def get_restore(session: Session, principal: Principal, run_id: str) -> dict[str
     return view
 
 
+def _superseded_by(session: Session, run_id: str) -> str:
+    """Why an offer for ``run_id`` may no longer be approved ("" when it may): the person
+    was terminated again (a newer run, or HR's status), so restoring would hand a leaver
+    their access back."""
+    run = session.get(OffboardingRun, run_id)
+    if run is None:
+        return ""
+    newest = newest_run(session, run.person_id)
+    if newest is not None and newest.run_id != run_id:
+        return f"superseded: {run.person_id} has a newer offboarding run {newest.run_id}"
+    person = session.get(Person, run.person_id)
+    if person is not None and person.status == "terminated":
+        return f"superseded: {run.person_id} is terminated in HR again"
+    return ""
+
+
 async def approve_restore(db: Db, client: Client, principal: Principal, run_id: str) -> None:
     """Approve the offered restore of ``run_id`` (admins); audited with the approver.
 
@@ -183,8 +206,11 @@ async def approve_restore(db: Db, client: Client, principal: Principal, run_id: 
     authz.require_admin(principal)
     view = await db.run(lambda session: get_restore(session, principal, run_id))
     if view["status"] != "offered":
-        by = f" by {view['approved_by']}" if view["approved_by"] else ""
+        by = f" (approved by {view['approved_by']})" if view["approved_by"] else ""
         raise Conflict("cannot_approve_restore", f"this restore is {view['status']}{by}")
+    newer = await db.run(lambda session: _superseded_by(session, run_id))
+    if newer:
+        raise Conflict("cannot_approve_restore", newer)
     handle = client.get_workflow_handle(restore_workflow_id(run_id))
     try:
         await update(

@@ -86,13 +86,14 @@ async def test_an_undated_rescind_remembers_the_termination_date_it_cancelled(
     stack: Stack,
 ) -> None:
     """HR sends no occurred_at: the rescind names the termination's date, and the termination
-    for that date, delivered after it, is the one it cancelled; another date is a new one."""
+    on that date (whatever its form), delivered after it, is the one it cancelled. Once: HR
+    terminating again for that date is a new termination."""
     assert stack.scim is not None
     ivy = stack.scim.users[8]
     rescind = hr(ivy, 8, RESCINDED, None, effective_at="2026-03-02")
     assert (await stack.webhook(rescind)).json()["run_id"] is None
 
-    late = hr(ivy, 8, "employee.terminated", None, effective_at="2026-03-02")
+    late = hr(ivy, 8, "employee.terminated", None, effective_at="2026-03-02T15:00:00Z")
     response = await stack.webhook(late)
 
     assert response.status_code == 202, response.text
@@ -104,11 +105,26 @@ async def test_an_undated_rescind_remembers_the_termination_date_it_cancelled(
     [ignored] = await ignored_events(stack, "E1008")
     assert ignored["detail"]["why"] == why
 
-    other = hr(ivy, 8, "employee.terminated", None, effective_at="2026-03-20")
+    other = hr(ivy, 8, "employee.terminated", None, effective_at="2026-03-02")
     started = await stack.webhook(other)
     assert started.status_code == 202, started.text
     assert started.json()["run_id"] is not None
     assert person_row(stack, "E1008").status == "terminated"
+
+
+async def test_an_upsert_leaving_out_a_field_keeps_what_hr_said_before(stack: Stack) -> None:
+    assert stack.scim is not None
+    kim = stack.scim.users[10]
+    first = hr(kim, 10, "employee.upserted", None)
+    assert (await stack.webhook(first)).status_code == 202
+    partial = hr(kim, 10, "employee.upserted", None)
+    partial["employee"] = {"id": "E1010", "email": kim.email, "department": "Finance"}
+    assert (await stack.webhook(partial)).status_code == 202
+
+    person = person_row(stack, "E1010")
+    assert person.department == "Finance"
+    assert person.manager_email == "alice.adams@example.com"
+    assert person.name == first["employee"]["name"]
 
 
 async def test_an_older_termination_after_a_rescind_does_not_restart_the_run(

@@ -90,6 +90,15 @@ ATTACKS: dict[str, Attack] = {
     "occurred_at at the calendar's end": webhook(
         {**hr_event(), "occurred_at": "9999-12-31T23:00:00-05:00"}, mentions="occurred_at"
     ),
+    "effective_at as a number (Unix seconds)": webhook(
+        {**hr_event(), "effective_at": 1766361600}, mentions="effective_at"
+    ),
+    "effective_at as digits that are no date": webhook(
+        {**hr_event(), "effective_at": "2026122"}, mentions="effective_at"
+    ),
+    "occurred_at in the future": webhook(
+        {**hr_event(), "occurred_at": "2036-01-01T00:00:00Z"}, mentions="occurred_at"
+    ),
     "unknown event type": webhook({**hr_event(), "type": "employee.promoted"}, mentions="type"),
     "webhook as text/plain": raw(WEBHOOK, EVENT, "text/plain", 415),
     "webhook form-encoded": raw(

@@ -68,3 +68,27 @@ async def test_a_rehire_stops_a_live_run_and_offers_what_took_effect(stack: Stac
     assert [a["app"] for a in plan["apps"]] == ["ironclad"]
     assert stack.scim.server.get_user(uid)["active"] is False  # until an admin approves
     assert person(stack, "E1006").status == "active"
+
+
+async def test_a_rehire_after_an_admin_run_offers_the_restore(stack: Stack) -> None:
+    """An admin offboarded the person (HR never said terminated): HR's rehire still offers to
+    restore what that run did."""
+    assert stack.scim is not None
+    started = await stack.http.post(
+        "/api/v1/offboardings", json={"email": stack.scim.users[8].email, "reason": "contract end"}
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    await stack.wait_run(run_id, lambda r: steps(r).get("imanage") == "waiting_human", 60)
+    await finish_manual_task(stack, run_id)
+    await stack.wait_run(run_id, lambda r: r["status"] == "completed", 60)
+    person_id = (await stack.run(run_id))["person"]["id"]
+
+    event = hr_event(stack, 8, "employee.rehired")
+    event["employee"]["id"] = person_id
+    rehired = await stack.webhook(event)
+
+    assert rehired.status_code == 202, rehired.text
+    assert rehired.json()["run_id"] == run_id
+    plan = await wait_restore(stack, run_id, lambda v: v["status"] == "offered")
+    assert {a["app"]: a["action"] for a in plan["apps"]}["ironclad"] == "reactivate"

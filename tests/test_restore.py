@@ -204,3 +204,26 @@ def test_a_restore_task_asks_to_restore_not_to_remove() -> None:
     assert "remove" not in rendered.body
     removal = notify.render(message.model_copy(update={"task_kind": "manual_step"}))
     assert removal.subject == "Task: remove dave@example.com from imanage"
+
+
+async def test_an_offer_made_before_a_new_termination_can_no_longer_be_approved(
+    make_stack: StackFactory, scim_app: ScimApp
+) -> None:
+    """Rescinded, then terminated again: approving the old offer would hand a leaver their
+    access back, so it is refused and the account stays inactive."""
+    stack = await make_stack(scim_app, catalog_text=SCIM_ONLY)
+    leaver = scim_app.users[5]
+    uid = scim_app.ids[leaver.user_name]
+    run_id = (await stack.webhook(terminated(leaver, 5))).json()["run_id"]
+    await stack.wait_run(run_id, lambda r: r["status"] == "completed", 60)
+    assert (await stack.webhook(rescinded(stack, 5))).status_code == 202
+    await wait_restore(stack, run_id, lambda v: v["status"] == "offered")
+
+    again = (await stack.webhook(terminated(leaver, 5))).json()["run_id"]
+    assert again is not None and again != run_id
+    refused = await stack.http.post(f"/api/v1/offboardings/{run_id}/restore/approve")
+
+    assert refused.status_code == 409, refused.text
+    assert "superseded" in refused.json()["error"]["message"]
+    await stack.wait_run(again, lambda r: r["status"] == "completed", 60)
+    assert scim_app.server.get_user(uid)["active"] is False

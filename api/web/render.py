@@ -25,6 +25,34 @@ OUTCOMES = {
     "not_applicable": "Not applicable: no account there",
     "could_not_complete": "Could not complete: needs an admin",
 }
+# The same three outcomes, in the words of what the task asks (the values are the API's).
+_DONE_AS = {
+    "handover": ("Done: handed over", "Not applicable: nothing to hand over"),
+    "restore": ("Done: access restored", "Not applicable: nothing to restore there"),
+}
+_NOTE_HINTS = {
+    "handover": "e.g. Reassigned 12 contracts and 3 workflows to the manager.",
+    "restore": "e.g. Re-enabled the account in Control Center, added back to 3 workspaces.",
+}
+_REMOVAL_HINT = "e.g. Disabled the account in Control Center, removed from 3 workspaces."
+
+
+def outcomes_for(kind: str) -> dict[str, str]:
+    """The outcome labels for a task of ``kind`` (manual_step, exception, handover, restore)."""
+    if kind not in _DONE_AS:
+        return OUTCOMES
+    done, not_applicable = _DONE_AS[kind]
+    return {**OUTCOMES, "done": done, "not_applicable": not_applicable}
+
+
+def note_hint(kind: str) -> str:
+    """The note field's example for a task of ``kind``."""
+    return _NOTE_HINTS.get(
+        kind,
+        "What did you do? e.g. Disabled the account in Control Center, removed from 3 workspaces.",
+    )
+
+
 _CSRF_LABEL = b"offboard web form v1"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -103,7 +131,8 @@ TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["ago"] = ago
 TEMPLATES.env.filters["pretty"] = pretty
 TEMPLATES.env.globals["due_badge"] = due_badge
-TEMPLATES.env.globals["OUTCOMES"] = OUTCOMES
+TEMPLATES.env.globals["outcomes_for"] = outcomes_for
+TEMPLATES.env.globals["note_hint"] = note_hint
 
 
 def csrf_token(session_token: str) -> str:
