@@ -55,9 +55,12 @@ def _effects(rows: list[AuditEvent]) -> dict[str, _Effects]:
     return found
 
 
-def _scim_app(step: Step, name: str, effects: _Effects | None) -> RestoreApp | None:
+def _scim_app(
+    step: Step, config: AppConfig | None, inp: RestoreInput, effects: _Effects | None
+) -> RestoreApp | None:
     if effects is None or not (effects.deactivated or effects.deleted or effects.groups):
         return None  # the run changed nothing there
+    name = config.name if config is not None else step.app
     groups = [RestoreGroup(id=i, name=n) for i, n in sorted(effects.groups.items())]
     base = RestoreApp(
         app=step.app,
@@ -74,7 +77,16 @@ def _scim_app(step: Step, name: str, effects: _Effects | None) -> RestoreApp | N
             update={"action": "cannot_restore", "reason": f"{reason}; recreate it by hand"}
         )
     regroup = f"; add back to {', '.join(g.name for g in groups)}" if groups else ""
-    return base.model_copy(update={"reason": f"reactivate the account{regroup}"})
+    # Should the app refuse or not show the restore, a person finishes it (the app's owners).
+    fallback = ManualPlan(
+        assignees=config.owners if config is not None else [],
+        sla_hours=24,
+        instructions=(
+            f"Restoring {inp.email}'s access in {name} ({inp.reason}) failed: reactivate the "
+            f"account {step.account}{regroup} by hand, then complete this task with a note."
+        ),
+    )
+    return base.model_copy(update={"reason": f"reactivate the account{regroup}", "task": fallback})
 
 
 def _task_app(step: Step, app: AppConfig | None, inp: RestoreInput) -> RestoreApp:
@@ -115,9 +127,8 @@ def build_plan(session: Session, catalog: Catalog, inp: RestoreInput) -> Restore
             config: AppConfig | None = catalog.app(step.app)
         except KeyError:
             config = None
-        name = config.name if config is not None else step.app
         if step.connector == "scim":
-            planned = _scim_app(step, name, effects.get(step.app))
+            planned = _scim_app(step, config, inp, effects.get(step.app))
             if planned is not None:
                 apps.append(planned)
         elif step.status == "done" and not step.detail.startswith("not_applicable"):

@@ -55,6 +55,21 @@ async def wait_restore(
     )
 
 
+async def open_task(stack: Stack, run_id: str, kind: str) -> dict[str, Any]:
+    """The one open task of ``kind`` on ``run_id``, once it is there."""
+    for _ in range(300):
+        found = [
+            t
+            for t in await stack.tasks(status="open")
+            if t["run_id"] == run_id and t["kind"] == kind
+        ]
+        if found:
+            [task] = found
+            return task
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no open {kind} task for the run")
+
+
 async def finish_manual_task(stack: Stack, run_id: str, app: str = "imanage") -> dict[str, Any]:
     for _ in range(300):
         found = [t for t in await stack.tasks(status="open") if t["run_id"] == run_id]
@@ -179,13 +194,24 @@ async def test_a_restore_the_app_does_not_show_is_failed_not_restored(
     approved = await stack.http.post(f"/api/v1/offboardings/{run_id}/restore/approve")
     assert approved.status_code == 202, approved.text
 
-    view = await wait_restore(stack, run_id, lambda v: v["status"] == "completed")
-    [app] = view["apps"]
-    assert app["status"] == "failed"
-    assert "read back: the account is still inactive" in app["detail"]
+    # Not restored, and somebody is told: an exception task says what failed.
+    task = await open_task(stack, run_id, "exception")
+    assert "by hand" in task["instructions"]
+    view = await wait_restore(stack, run_id, lambda v: v["apps"][0]["status"] == "failed")
+    assert view["status"] == "restoring"
+    assert "read back: the account is still inactive" in view["apps"][0]["detail"]
     assert scim_app.server.get_user(uid)["active"] is False
     kinds = [e["kind"] for e in (await stack.audit("E1007"))["events"]]
     assert "restore.app_failed" in kinds and "restore.app_restored" not in kinds
+
+    done = await stack.http.post(
+        f"/api/v1/tasks/{task['id']}/complete",
+        json={"outcome": "done", "note": "re-enabled in the admin console"},
+    )
+    assert done.status_code == 200, done.text
+    view = await wait_restore(stack, run_id, lambda v: v["status"] == "completed")
+    assert view["apps"][0]["status"] == "restored"
+    assert "re-enabled in the admin console" in view["apps"][0]["detail"]
 
 
 def test_a_restore_task_asks_to_restore_not_to_remove() -> None:

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         RestorePlan,
         RestoreState,
         RestoreStatus,
+        TaskKind,
     )
 
 # The plan waits for the run to settle (a cancelled run may still be finishing a step).
@@ -100,6 +101,14 @@ class RestoreWorkflow:
             restored, detail = await self._by_hand(app)
         else:
             restored, detail = await self._scim(app)
+            if not restored and app.task is not None:
+                # The app refused or does not show it: on the trail, then a person's task.
+                self._apps[app.app] = "failed"
+                if detail is not None:
+                    await self._record(
+                        f"{app.app}:restore", "restore.app_failed", app.app, {"error": detail}
+                    )
+                restored, detail = await self._by_hand(app, "exception")
         self._apps[app.app] = "restored" if restored else "failed"
         if detail is not None:  # not yet on the trail (the SCIM activity writes its own)
             kind = "restore.app_restored" if restored else "restore.app_failed"
@@ -128,16 +137,17 @@ class RestoreWorkflow:
             return False, failure_message(exc)
         return result.restored, None
 
-    async def _by_hand(self, app: RestoreApp) -> tuple[bool, str]:
-        """A task "restore access in <app>" for the app's people (else the approver)."""
+    async def _by_hand(self, app: RestoreApp, kind: TaskKind = "restore") -> tuple[bool, str]:
+        """A task "restore access in <app>" for the app's people (else the approver); an
+        ``exception`` when an automatic restore failed."""
         assert app.task is not None and self._approved_by is not None
-        task_id = f"restore-{app.app}-{workflow.uuid4().hex[:12]}"
+        task_id = f"{kind}-{app.app}-{workflow.uuid4().hex[:12]}"
         try:
             completion = await workflow.execute_child_workflow(
                 HumanTaskWorkflow.run,
                 HumanTaskInput(
                     task_id=task_id,
-                    kind="restore",
+                    kind=kind,
                     app=app.app,
                     run_id=self._inp.run_id,
                     parent_workflow_id=workflow.info().workflow_id,
