@@ -25,6 +25,7 @@ from metrics import RUNS_STARTED
 from services import authz
 from services.authz import Principal
 from services.errors import Conflict, Forbidden, Invalid, NotFound
+from services.run_licenses import reclaimed_steps, restored_apps
 from services.workflow_calls import update
 from workflows.offboarding import OffboardingWorkflow
 from workflows.plan import PlanWorkflow
@@ -236,11 +237,13 @@ def run_views(
             select(Step).where(col(Step.run_id).in_(ids)).order_by(col(Step.app))
         ):
             by_run[step.run_id].append(step)
-    views = [_view(run, by_run[run.run_id]) for run in runs]
+    restored = restored_apps(session, ids)
+    views = [
+        _view(r, by_run[r.run_id]) | {"restored_apps": sorted(restored[r.run_id])} for r in runs
+    ]
     if catalog is not None:
         for view in views:
-            steps = ((a["app"], a["status"]) for a in view["apps"])
-            view["licenses"] = catalog.licenses_reclaimed(steps).model_dump()
+            view["licenses"] = catalog.licenses_reclaimed(reclaimed_steps([view])).model_dump()
     return views
 
 

@@ -23,6 +23,7 @@ from services import authz
 from services.authz import Principal
 from services.errors import Conflict, NotFound
 from services.offboardings import find_run, live_run
+from services.run_licenses import restore_workflow_id
 from services.workflow_calls import update
 from workflows.offboarding import OffboardingWorkflow
 from workflows.restore import RestoreWorkflow
@@ -31,10 +32,6 @@ from workflows.types import ApprovalRequest, RestoreInput
 # Trail events that show a run changed something in an app (beyond a step's status).
 EFFECTS = ("scim.deactivated", "scim.deleted", "scim.groups_removed")
 REHIRED = "rehired"
-
-
-def restore_workflow_id(run_id: str) -> str:
-    return f"restore-{run_id}"
 
 
 def took_effect(session: Session, run: OffboardingRun) -> bool:

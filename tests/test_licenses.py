@@ -16,6 +16,7 @@ from tests.conftest import (
     steps,
     terminated,
 )
+from tests.test_restore import finish_manual_task, wait_restore
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +68,28 @@ async def test_a_run_reports_the_seats_and_cost_it_reclaimed(
         await asyncio.sleep(0.1)
     assert metric(after, name, USD) - metric(before, name, USD) == 45.5
     assert metric(after, name, EUR) - metric(before, name, EUR) == 30
+
+
+async def test_a_seat_a_restore_gave_back_is_no_longer_reclaimed(
+    make_stack: StackFactory, scim_app: ScimApp
+) -> None:
+    stack = await make_stack(scim_app, catalog_text=CATALOG)
+    leaver = terminated(scim_app.users[6], 6)
+    run_id = (await stack.webhook(leaver)).json()["run_id"]
+    await stack.wait_run(run_id, lambda r: steps(r).get("imanage") == "waiting_human")
+    await finish_manual_task(stack, run_id)
+    await stack.wait_run(run_id, lambda r: r["status"] == "completed")
+
+    rescind = {**leaver, "event_id": "evt-rescind-6", "type": "employee.termination_rescinded"}
+    assert (await stack.webhook(rescind)).status_code == 202
+    await wait_restore(stack, run_id, lambda v: v["status"] == "offered")
+    approved = await stack.http.post(f"/api/v1/offboardings/{run_id}/restore/approve")
+    assert approved.status_code == 202, approved.text
+    await wait_restore(
+        stack,
+        run_id,
+        lambda v: {a["app"]: a["status"] for a in v["apps"]}["ironclad"] == "restored",
+    )
+
+    run = await stack.run(run_id)
+    assert run["licenses"] == {"seats": 1, "monthly_cost": {"EUR": 30.0}}

@@ -17,6 +17,7 @@ from domain.status import LIVE_RUNS, RUN_STATUSES, STAFF_ROLES
 from services import offboardings, restores, tasks
 from services.authz import Principal
 from services.errors import Forbidden, NotFound
+from services.run_licenses import reclaimed_steps
 
 router = page_router()
 
@@ -43,12 +44,11 @@ def runs_page(
     selected = status if status in RUN_STATUSES else ""
     runs = offboardings.list_runs(session, principal, catalog, status=selected or None, limit=200)
     views = offboardings.run_views(session, runs)
-    steps = ((a["app"], a["status"]) for v in views for a in v["apps"])
     return render(
         request,
         "runs.html",
         runs=runs,
-        licenses=catalog.licenses_reclaimed(steps),
+        licenses=catalog.licenses_reclaimed(reclaimed_steps(views)),
         steps={v["run_id"]: v["apps"] for v in views},
         selected=selected,
         statuses=RUN_STATUSES,
