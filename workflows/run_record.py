@@ -54,6 +54,7 @@ class RunRecord:
     _cancel_after_start: bool
     _handovers: bool
     _ordered_trail: bool
+    _lean: bool
     _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
@@ -110,6 +111,11 @@ class RunRecord:
         """
         while True:
             await workflow.wait_condition(lambda: self._dirty or self._closing)
+            if self._lean:
+                # Conditions are checked once nothing else is ready to run: so the
+                # coroutines this activation woke go first, and when the last step settles,
+                # the run's end (run.completed, completed_at) joins this write.
+                await workflow.wait_condition(lambda: True)
             if not self._dirty:
                 return
             self._dirty = False
