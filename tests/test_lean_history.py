@@ -1,5 +1,6 @@
-"""A new run's history stays lean: one patch marker stands for every patch, and the last step's
-status goes out with the run's end in one state write (what a burst pays per person)."""
+"""A new run's history stays lean: one patch marker stands for every patch, the plan goes out
+with the first step's start, and the last step's status with the run's end, each in one state
+write (what a burst pays per person)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from workflows.offboarding import LEAN_HISTORY
 pytestmark = pytest.mark.slow
 
 
-async def test_a_new_run_records_one_patch_and_ends_with_its_last_step(
+async def test_a_new_run_records_one_patch_and_two_state_writes(
     make_stack: StackFactory, scim_app: ScimApp
 ) -> None:
     stack = await make_stack(scim_app, catalog_text=SCIM_ONLY)
@@ -38,6 +39,12 @@ async def test_a_new_run_records_one_patch_and_ends_with_its_last_step(
             if attrs.activity_type.name == "record_run":
                 snapshots.append(json.loads(attrs.input.payloads[0].data))
     assert markers == [LEAN_HISTORY] and upserts == 1
+    # Two writes: everything up to the step's start (before the step's activity writes the
+    # trail itself), then the step's outcome with the run's end.
+    assert len(snapshots) == 2
+    first = snapshots[0]
+    assert [e["kind"] for e in first["events"]] == ["run.planned", "run.started", "step.started"]
+    assert [s["status"] for s in first["steps"]] == ["running"]
     # No write shows the step verified while the run is not yet complete: they went together.
     last = snapshots[-1]
     assert last["completed_at"] and last["run_status"] == "completed"

@@ -63,9 +63,11 @@ ORDERED_TRAIL = "ordered-trail"
 # Since this patch a new run records this one patch marker, standing for every patch above
 # (each ``patched`` call on a new run records a marker and upserts the TemporalChangeVersion
 # search attribute: 14 history events and 7 visibility writes per run under a burst); runs
-# without it still ask for the others one by one. And the mirror lets the rest of a workflow
-# activation run before it takes its snapshot, so the last step's status and the run's end
-# go out in one write.
+# without it still ask for the others one by one. And fewer state writes: the mirror lets the
+# rest of a workflow activation run before it takes its snapshot (so the last step's status
+# and the run's end go out in one write), and the trail is flushed just before each
+# activity or task that writes to it directly starts, instead of once before the apps start
+# (so the plan, run.started and every app's step.started go out in one write).
 LEAN_HISTORY = "lean-history"
 
 
@@ -135,8 +137,8 @@ class OffboardingWorkflow(AppSteps):
 
         self._status = "running"
         self._event("run", "run.started", None, {})
-        if self._ordered_trail:
-            await self._flush()
+        if self._ordered_trail and not self._lean:
+            await self._flush()  # lean runs flush per app, just before its first write
         runnable = [p for p in plan.apps if p.action != "skip"]
         if self._idp_first:
             tasks = await self._idp_then_apps(runnable)
@@ -203,6 +205,7 @@ class OffboardingWorkflow(AppSteps):
             run_id=workflow.info().run_id,
             at=workflow.now(),
         )
+        await self._before_direct_writes()
         try:
             await workflow.execute_activity_method(
                 SignalActivities.share_session_revoked,

@@ -144,6 +144,13 @@ class RunRecord:
         """Wait until every change so far is written (state and audit events)."""
         await workflow.wait_condition(lambda: not self._dirty and self._written == self._version)
 
+    async def _before_direct_writes(self) -> None:
+        """Before starting an activity or task that writes to the trail itself: everything
+        recorded so far goes first (runs since the lean-history patch; the others flushed
+        once, before the apps started)."""
+        if self._lean:
+            await self._flush()
+
     async def _finish(self) -> None:
         """The last write: final status and completed_at, after every earlier one."""
         self._completed_at = workflow.now()
