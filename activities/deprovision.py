@@ -2,8 +2,9 @@
 
 Order: cut access first (deactivate), then group memberships, then read back. In ``delete``
 mode the groups go first and a DELETE the app refuses still leaves access cut (deactivated)
-before the step asks a person about the delete. Every side effect lands in the trail as it
-happens (``step_evidence``); a retry resumes from there.
+before the step asks a person about the delete. Every side effect is on the trail before the
+next write that a crash could hide, and before the step ends (``step_evidence``); a retry
+resumes from there.
 
 Failures are raised as ``ApplicationError`` whose message says what is already done and what
 is not known. Transient ones are retried by the workflow until the step's retry budget
@@ -68,6 +69,10 @@ class DeprovisionActivities(AppActivities):
                 f"{inp.app}: {exc.message}", type="verify", non_retryable=not exc.retryable
             )
             cause, still_active = None, exc.still_active
+        except BaseException:
+            await recorder.flush()  # cancelled or a bug: what was done is still on the trail
+            raise
+        await recorder.flush()
         done = recorder.progress.summary(still_active) if recorder.progress.outcome else None
         raise step_failure(inp.app, error, done, info.scheduled_time, self._budget) from cause
 
@@ -87,7 +92,7 @@ class DeprovisionActivities(AppActivities):
                 await self._delete_or_cut(connector, inp, recorder)
         else:
             if progress.outcome is None:
-                await recorder.account_changed(await connector.deactivate(inp.account_id))
+                recorder.account_changed(await connector.deactivate(inp.account_id))
             # Even when the account is already gone: stale memberships still grant access
             # if the account is ever restored, and some apps list deleted users in groups.
             if scim.remove_groups:
@@ -102,14 +107,16 @@ class DeprovisionActivities(AppActivities):
         verified: dict[str, object] = {"read_back": state}
         if inp.mode == "delete" and state == "inactive":
             verified["note"] = "the app keeps deleted accounts, deactivated"
-        event = recorder.event("step.verified", verified)
+        events = recorder.take(recorder.event("step.verified", verified))
         outcome = _OUTCOMES.get(progress.outcome or "", "deactivated")
         result = ScimStepResult(
             outcome=outcome, groups_removed=[g.name for g in progress.removed], state=state
         )
         if not inp.write_audit:
-            return result.model_copy(update={"events": [event]})
-        await recorder.write(event)
+            # Written by the run with the step's new status: durable meanwhile, since the
+            # result is in the workflow's history once this returns.
+            return result.model_copy(update={"events": events})
+        await recorder.write(*events)
         return result
 
     async def _remove_groups(
@@ -124,14 +131,14 @@ class DeprovisionActivities(AppActivities):
         # record that: those no longer list the account; the trail gets them now.
         listed = {g.id for g in [*found.member, *found.unknown]}
         confirmed = [g for g in recorder.progress.unconfirmed() if g.id not in listed]
-        await recorder.groups_confirmed(confirmed)
+        recorder.groups_confirmed(confirmed)
         await recorder.groups_removing(found.member)
         outcomes = await asyncio.gather(
             *(connector.remove_member(g, inp.account_id) for g in found.member),
             return_exceptions=True,
         )
         removed = [g for g, o in zip(found.member, outcomes, strict=True) if o is None]
-        await recorder.groups_removed(removed)
+        recorder.groups_removed(removed)
         refused = {
             g.name: o for g, o in zip(found.member, outcomes, strict=True) if isinstance(o, str)
         }
@@ -145,10 +152,10 @@ class DeprovisionActivities(AppActivities):
     ) -> None:
         """DELETE; if the app refuses, deactivate at once so access is cut, then re-raise."""
         try:
-            await recorder.account_changed(await connector.delete(inp.account_id))
+            recorder.account_changed(await connector.delete(inp.account_id))
         except ConnectorError as refused:
             if recorder.progress.outcome is None:
-                await recorder.account_changed(await connector.deactivate(inp.account_id))
+                recorder.account_changed(await connector.deactivate(inp.account_id))
             raise refused
 
     async def _read_back(

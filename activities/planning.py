@@ -94,7 +94,12 @@ class PlanActivities(AppActivities):
             raise ApplicationError(
                 f"unknown app: {app_id}", type="config", non_retryable=True
             ) from None
-        name, manager = await asyncio.to_thread(self._leaver, inp.person_id)
+        # The leaver's name and manager only fill task instructions: no DB read for the rest
+        # (one per app per person under a burst).
+        tasks = app.manual is not None or app.handover is not None
+        name, manager = (
+            await asyncio.to_thread(self._leaver, inp.person_id) if tasks else ("", None)
+        )
         plan = await self._plan_app(app, inp, name)
         if app.handover is None or plan.action == "skip":
             return plan

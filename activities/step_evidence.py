@@ -1,9 +1,15 @@
 """What a SCIM step has done so far, recorded in the trail as it happens and read back from it.
 
-Each side effect (deactivated, deleted, groups removed) is appended to the person's audit
-chain the moment the app confirms it, so a later failure (or a worker crash) cannot erase it,
-and a retried step resumes from the trail instead of starting over. The trail is the durable
+Each side effect (deactivated, deleted, groups removed) is recorded the moment the app confirms
+it, and is on the person's audit chain before the step sends anything a crash could hide (the
+intent to remove groups goes out with what is already done, in one transaction) and before the
+step ends, whether it fails or verifies (then it rides with the verification). So a later
+failure or a worker crash cannot erase it, and a retried step resumes from the trail instead of
+starting over. What a crash can lose is only the last write the app confirmed, which every
+retry repeats anyway (a deactivation, a delete: both idempotent). The trail is the durable
 state here: it survives what heartbeat details may not (a crash before they were sent).
+Under a burst this is one trail transaction per step instead of one per side effect: SQLite
+has a single writer.
 """
 
 from __future__ import annotations
@@ -108,40 +114,59 @@ class StepRecorder(StepTrail):
         self._inp = inp
         self._attempt = attempt
         self.progress = StepProgress()
+        # Recorded side effects not on the trail yet, in the order they happened.
+        self._pending: list[AuditEventIn] = []
 
-    async def account_changed(self, outcome: str) -> None:
-        """The account was deactivated, deleted, or found gone: on the trail at once."""
+    def account_changed(self, outcome: str) -> None:
+        """The account was deactivated, deleted, or found gone (on the trail with the next
+        intent, or when the step ends)."""
         event = self.event(f"scim.{outcome}", {"mode": self._inp.mode})
         if outcome == "deactivated":
             self.progress.cut_at = event.at
         self.progress.outcome = outcome
         # One deactivation per step, whatever the attempt; removals are per attempt, since a
         # retry may take the account out of groups an earlier attempt could not reach.
-        await self.write(event)
+        self._pending.append(event)
 
     async def groups_removing(self, groups: list[GroupRef]) -> None:
-        """On the trail before the removals go out, so a crash cannot hide them."""
-        await self._groups_event(GROUPS_REMOVING, groups)
+        """On the trail (with what is done so far) before the removals go out, so a crash
+        cannot hide them."""
+        self._groups_event(GROUPS_REMOVING, groups)
+        if groups:
+            await self.flush()
 
-    async def groups_removed(self, groups: list[GroupRef]) -> None:
+    def groups_removed(self, groups: list[GroupRef]) -> None:
         self.progress.removed += [g for g in groups if g not in self.progress.removed]
-        await self._groups_event(GROUPS_REMOVED, groups)
+        self._groups_event(GROUPS_REMOVED, groups)
 
-    async def groups_confirmed(self, groups: list[GroupRef]) -> None:
+    def groups_confirmed(self, groups: list[GroupRef]) -> None:
         """Removals an earlier attempt sent but could not record, now seen done in the app."""
         self.progress.removed += groups
-        await self._groups_event(GROUPS_REMOVED, groups, ":confirmed", confirmed_after_retry=True)
+        self._groups_event(GROUPS_REMOVED, groups, ":confirmed", confirmed_after_retry=True)
 
-    async def _groups_event(
+    def _groups_event(
         self, kind: str, groups: list[GroupRef], suffix: str = "", **detail: object
     ) -> None:
         if not groups:
             return
         step_id = f"{self._inp.step_id}:groups@{self._attempt}{suffix}"
         names, ids = [g.name for g in groups], [g.id for g in groups]
-        await self.write(
+        self._pending.append(
             self.event(kind, {"groups": names, "group_ids": ids, **detail}, step_id=step_id)
         )
+
+    async def flush(self) -> None:
+        """Put every recorded side effect on the trail (one transaction); a failing step
+        calls this before it raises, so a retry or a person sees what is already done."""
+        if self._pending:
+            events, self._pending = self._pending, []
+            await self.write(*events)
+
+    def take(self, last: AuditEventIn) -> list[AuditEventIn]:
+        """The events still to write, ``last`` after them, for one write with the step's
+        outcome (the caller's, or the run's state write)."""
+        events, self._pending = [*self._pending, last], []
+        return events
 
     async def resume(self) -> None:
         """Load what earlier attempts of this step recorded (a retry, maybe after a crash)."""

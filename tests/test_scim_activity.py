@@ -75,6 +75,7 @@ class Harness:
         index: int,
         mode: str = "deactivate",
         attempt: int = 1,
+        write_audit: bool = True,
     ) -> ScimStepResult:
         """Run the activity as attempt ``attempt``; attempts after the first continue the
         previous run's step (same person, same step id), as Temporal's retries do."""
@@ -89,6 +90,7 @@ class Harness:
             workflow_id=f"offboard-{person}",
             step_id=f"acme#1:{mode}",
             mode=mode,  # type: ignore[arg-type]
+            write_audit=write_audit,
         )
         env = ActivityEnvironment()
         now = datetime.now(UTC)

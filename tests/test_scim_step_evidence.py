@@ -121,3 +121,26 @@ async def test_removals_a_dead_attempt_could_not_record_are_confirmed_by_the_ret
     [confirmed] = [e for e in harness.events() if e["kind"] == "scim.groups_removed"]
     assert sorted(confirmed["detail"]["groups"]) == ["All staff", "Legal", "Sales"]
     assert confirmed["detail"]["confirmed_after_retry"] is True
+
+
+async def test_a_verified_step_writes_once_and_its_evidence_rides_with_the_result(
+    harness: Harness,
+) -> None:
+    """The cut goes on the trail with the intent to remove groups (before any removal is
+    sent); the removals and the verification come back for the run's state write."""
+    result = await harness.run(harness.activities(), LEAVER, write_audit=False)
+    assert result.state == "inactive"
+    assert kinds(harness) == ["scim.deactivated", "scim.groups_removing"]
+    assert [e.kind for e in result.events] == ["scim.groups_removed", "step.verified"]
+    assert sorted(result.events[0].detail["groups"]) == ["All staff", "Legal", "Sales"]
+
+
+async def test_a_step_that_fails_after_the_removals_leaves_them_on_the_trail(
+    harness: Harness,
+) -> None:
+    harness.env.quirks.ignore_user_patch = True
+    with pytest.raises(ApplicationError) as info:
+        await harness.run(harness.activities(), LEAVER, write_audit=False)
+    assert "read back: account still active" in info.value.message
+    assert kinds(harness) == ["scim.deactivated", "scim.groups_removing", "scim.groups_removed"]
+    assert harness.env.server.groups_of(harness.env.id_of(LEAVER)) == []

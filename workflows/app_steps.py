@@ -73,6 +73,7 @@ class AppSteps(RunRecord):
             workflow_id=workflow.info().workflow_id,
             step_id=f"{workflow.info().run_id}:{step_id}:idp",
         )
+        await self._before_direct_writes()
         try:
             result: IdpStepResult = await workflow.execute_activity_method(
                 IdpActivities.deprovision_idp,
@@ -102,6 +103,7 @@ class AppSteps(RunRecord):
             mode=mode,
             write_audit=not self._events_with_status,
         )
+        await self._before_direct_writes()
         result: ScimStepResult = await workflow.execute_activity_method(
             DeprovisionActivities.deprovision_scim,
             inp,
@@ -151,6 +153,7 @@ class AppSteps(RunRecord):
         if kind == "manual_step":
             # waiting_human only once the task row exists (task_opened), so the inbox has it.
             self._set(p.app, "running", f"opening task {task_id}")
+        await self._before_direct_writes()
         handle = await workflow.start_child_workflow(
             HumanTaskWorkflow.run,
             HumanTaskInput(

@@ -64,6 +64,15 @@ ORDERED_TRAIL = "ordered-trail"
 # a rehire, an admin) cancels only the pending delete: the step stays verified (it was
 # deactivated) and says "delete cancelled: <reason>", with step.delete_cancelled on the trail.
 DELETE_CANCELLABLE = "delete-cancellable"
+# Since this patch a new run records this one patch marker, standing for every patch above
+# (each ``patched`` call on a new run records a marker and upserts the TemporalChangeVersion
+# search attribute: 14 history events and 7 visibility writes per run under a burst); runs
+# without it still ask for the others one by one. And fewer state writes: the mirror lets the
+# rest of a workflow activation run before it takes its snapshot (so the last step's status
+# and the run's end go out in one write), and the trail is flushed just before each
+# activity or task that writes to it directly starts, instead of once before the apps start
+# (so the plan, run.started and every app's step.started go out in one write).
+LEAN_HISTORY = "lean-history"
 
 
 @workflow.defn
@@ -92,20 +101,22 @@ class OffboardingWorkflow(AppSteps):
         self._handovers = False
         self._ordered_trail = False
         self._delete_cancellable = False
+        self._lean = False
         self._open_handovers: set[str] = set()
 
     # -- run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
-        self._events_with_status = workflow.patched(STEP_EVENTS_WITH_STATUS)
-        self._sound = workflow.patched(VERIFIED_SOUNDNESS)
-        self._admission = workflow.patched(APP_ADMISSION)
-        self._idp_first = workflow.patched(IDP_FIRST)
-        self._cancel_after_start = workflow.patched(CANCEL_AFTER_START)
-        self._handovers = workflow.patched(HANDOVER)
-        self._ordered_trail = workflow.patched(ORDERED_TRAIL)
-        self._delete_cancellable = workflow.patched(DELETE_CANCELLABLE)
+        self._lean = workflow.patched(LEAN_HISTORY)
+        self._events_with_status = self._lean or workflow.patched(STEP_EVENTS_WITH_STATUS)
+        self._sound = self._lean or workflow.patched(VERIFIED_SOUNDNESS)
+        self._admission = self._lean or workflow.patched(APP_ADMISSION)
+        self._idp_first = self._lean or workflow.patched(IDP_FIRST)
+        self._cancel_after_start = self._lean or workflow.patched(CANCEL_AFTER_START)
+        self._handovers = self._lean or workflow.patched(HANDOVER)
+        self._ordered_trail = self._lean or workflow.patched(ORDERED_TRAIL)
+        self._delete_cancellable = self._lean or workflow.patched(DELETE_CANCELLABLE)
         self._mirror_task = asyncio.create_task(self._mirror())
         plan = await self._plan(inp.apps)
         for p in plan.apps:
@@ -132,8 +143,8 @@ class OffboardingWorkflow(AppSteps):
 
         self._status = "running"
         self._event("run", "run.started", None, {})
-        if self._ordered_trail:
-            await self._flush()
+        if self._ordered_trail and not self._lean:
+            await self._flush()  # lean runs flush per app, just before its first write
         runnable = [p for p in plan.apps if p.action != "skip"]
         if self._idp_first:
             tasks = await self._idp_then_apps(runnable)
@@ -200,6 +211,7 @@ class OffboardingWorkflow(AppSteps):
             run_id=workflow.info().run_id,
             at=workflow.now(),
         )
+        await self._before_direct_writes()
         try:
             await workflow.execute_activity_method(
                 SignalActivities.share_session_revoked,

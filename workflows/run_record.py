@@ -55,6 +55,7 @@ class RunRecord:
     _handovers: bool
     _ordered_trail: bool
     _delete_cancellable: bool
+    _lean: bool
     _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
@@ -111,6 +112,11 @@ class RunRecord:
         """
         while True:
             await workflow.wait_condition(lambda: self._dirty or self._closing)
+            if self._lean:
+                # Conditions are checked once nothing else is ready to run: so the
+                # coroutines this activation woke go first, and when the last step settles,
+                # the run's end (run.completed, completed_at) joins this write.
+                await workflow.wait_condition(lambda: True)
             if not self._dirty:
                 return
             self._dirty = False
@@ -138,6 +144,13 @@ class RunRecord:
     async def _flush(self) -> None:
         """Wait until every change so far is written (state and audit events)."""
         await workflow.wait_condition(lambda: not self._dirty and self._written == self._version)
+
+    async def _before_direct_writes(self) -> None:
+        """Before starting an activity or task that writes to the trail itself: everything
+        recorded so far goes first (runs since the lean-history patch; the others flushed
+        once, before the apps started)."""
+        if self._lean:
+            await self._flush()
 
     async def _finish(self) -> None:
         """The last write: final status and completed_at, after every earlier one."""
