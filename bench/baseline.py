@@ -1,7 +1,9 @@
-"""The same-run baseline: a minimal hand-written Temporal workflow, one activity per app doing
-find → PATCH active=false → GET read-back, with one pooled httpx client per app.
+"""The same-run baseline: a minimal hand-written Temporal workflow, one activity per app making
+the requests our connector makes (bench/bare_scim.py: find, deactivate, remove from groups,
+read both back), with one pooled httpx client per app.
 
-``python bench/baseline.py ADDRESS TASK_QUEUE URL [URL ...]`` runs its worker until killed.
+``PYTHONPATH=. python bench/baseline.py ADDRESS TASK_QUEUE URL [URL ...]`` runs its worker
+until killed.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from temporalio.worker import Worker
 with workflow.unsafe.imports_passed_through():
     import httpx
 
+    from bench.bare_scim import SCIM_JSON, deprovision_by_hand
+
 TOKEN = "bench-scim-token"
-HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"}
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Accept": SCIM_JSON}
 _clients: dict[str, httpx.AsyncClient] = {}
 
 
@@ -27,19 +31,8 @@ _clients: dict[str, httpx.AsyncClient] = {}
 async def deactivate(url: str, email: str) -> str:
     client = _clients.get(url)
     if client is None:  # not setdefault: building a client per call (TLS context) is costly
-        client = _clients[url] = httpx.AsyncClient(timeout=30, headers=HEADERS)
-    quoted = email.replace("\\", "\\\\").replace('"', '\\"')
-    found = await client.get(f"{url}/Users", params={"filter": f'userName eq "{quoted}"'})
-    user_id = found.json()["Resources"][0]["id"]
-    patch = {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "active", "value": False}],
-    }
-    (await client.patch(f"{url}/Users/{user_id}", json=patch)).raise_for_status()
-    back = await client.get(f"{url}/Users/{user_id}")
-    if back.json().get("active") is not False:
-        raise RuntimeError("still active")
-    return user_id
+        client = _clients[url] = httpx.AsyncClient(base_url=url, timeout=30, headers=HEADERS)
+    return await deprovision_by_hand(client, email)
 
 
 @workflow.defn

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -31,17 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from bench.bare_scim import SCIM_JSON, deprovision_by_hand
 from config import ScimSettings
 from connectors.scim import ScimConnector
 from devstack.demo_data import demo_groups, demo_users
 
 TOKEN = "bench-token-0f3b"
 TOKEN_ENV = "BENCH_SCIM_TOKEN"
-SCIM_JSON = "application/scim+json"
-DEACTIVATE = {
-    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-    "Operations": [{"op": "replace", "path": "active", "value": False}],
-}
 
 
 # -- server process ---------------------------------------------------------------------------
@@ -131,43 +126,13 @@ async def with_connector(
 
 async def bare(base_url: str, emails: list[str], concurrency: int, max_requests: int) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": SCIM_JSON}
-    write = {"Content-Type": SCIM_JSON}
     limits = httpx.Limits(max_connections=max_requests, max_keepalive_connections=max_requests)
     async with httpx.AsyncClient(
         base_url=base_url, timeout=60, headers=headers, limits=limits
     ) as c:
 
         async def one(email: str) -> None:
-            quoted = email.replace("\\", "\\\\").replace('"', '\\"')
-            found = await c.get("/Users", params={"filter": f'emails.value eq "{quoted}"'})
-            user_id = found.json()["Resources"][0]["id"]
-            patched = await c.patch(
-                f"/Users/{user_id}", content=json.dumps(DEACTIVATE), headers=write
-            )
-            patched.raise_for_status()
-            member = f'members.value eq "{user_id}"'
-            listed = await c.get("/Groups", params={"filter": member, "attributes": "displayName"})
-            group_ids = [g["id"] for g in listed.json().get("Resources", [])]
-            remove = {
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "remove", "path": f'members[value eq "{user_id}"]'}],
-            }
-            for response in await asyncio.gather(
-                *(
-                    c.patch(f"/Groups/{g}", content=json.dumps(remove), headers=write)
-                    for g in group_ids
-                )
-            ):
-                response.raise_for_status()
-            user = await c.get(f"/Users/{user_id}")
-            assert user.json()["active"] is False
-            if group_ids:
-                ids = " or ".join(f'id eq "{g}"' for g in group_ids)
-                still = await c.get(
-                    "/Groups",
-                    params={"filter": f"({ids}) and {member}", "attributes": "displayName"},
-                )
-                assert not still.json().get("Resources")
+            await deprovision_by_hand(c, email)
 
         await bounded(emails, concurrency, one)
 
