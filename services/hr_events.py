@@ -69,8 +69,8 @@ HrEventType = Literal[
     "employee.upserted",
     "employee.rehired",
 ]
-# Events that make a terminated person active again whatever they carry.
 RESCINDED = "employee.termination_rescinded"
+# Events that make a terminated person active again whatever they carry.
 REACTIVATING = frozenset({RESCINDED, "employee.rehired"})
 ACTOR = "hr-webhook"
 # How far ahead of our clock an HR system's occurred_at may be (its clock may run fast).
@@ -112,7 +112,8 @@ def _rescinded_before(event: HrEvent, person: Person, zone: str) -> str:
     """Why a termination is the one a rescind delivered before it cancelled ("" if it is not):
     it has no ``occurred_at`` to order it by, and its ``effective_at`` falls on the date the
     rescind named (in HR's time zone). Without either, a termination after a rescind is a
-    new one; and the memory holds for one termination, so HR can terminate again."""
+    new one; and the memory holds for one termination (a match spends it, on ``person``),
+    so HR can terminate again."""
     if event.type != TERMINATED or event.occurred_at is not None or event.effective_at is None:
         return ""
     cancelled = person.rescinded_effective_at
