@@ -13,9 +13,10 @@ import pytest
 from api.deps import SESSION_COOKIE
 from devstack.demo_data import demo_users
 from devstack.scim_server import ScimServer
-from tests.conftest import SCIM_TOKEN, Stack, StackFactory, catalog_yaml, scim_app_yaml
+from tests.conftest import Stack, StackFactory, catalog_yaml, scim_app_yaml
 from tests.scim_quirks import Quirks
 from tests.test_campaign_review import poll
+from tests.test_campaign_revocations import everyone_in_one_group
 from tests.test_licenses import metric
 
 pytestmark = pytest.mark.slow
@@ -31,10 +32,7 @@ SEATS = 'app="ironclad",source="campaign"'
 
 @pytest.fixture
 def scim() -> Iterator[tuple[ScimServer, Quirks]]:
-    quirks = Quirks()
-    with ScimServer(token=SCIM_TOKEN, middleware=quirks.wrap) as server:
-        server.seed(USERS, {"Everyone": [u.user_name for u in USERS]})
-        yield server, quirks
+    yield from everyone_in_one_group(USERS)
 
 
 async def campaign(stack: Stack, campaign_id: str) -> dict[str, Any]:

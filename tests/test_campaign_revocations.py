@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.demo_data import demo_users
-from devstack.scim_server import ScimServer
+from devstack.scim_server import ScimServer, SeedUser
 from tests.conftest import SCIM_TOKEN, StackFactory, catalog_yaml, scim_app_yaml
 from tests.scim_quirks import Quirks
 from tests.test_campaign_review import client_for, poll
@@ -23,12 +23,17 @@ CATALOG = catalog_yaml(scim_app_yaml(page_size=10), protected="")
 USERS = demo_users(60)
 
 
-@pytest.fixture
-def scim() -> Iterator[tuple[ScimServer, Quirks]]:
+def everyone_in_one_group(users: list[SeedUser]) -> Iterator[tuple[ScimServer, Quirks]]:
+    """A scim2-server behind a quirk front, seeded with ``users``, all in "Everyone"."""
     quirks = Quirks()
     with ScimServer(token=SCIM_TOKEN, middleware=quirks.wrap) as server:
-        server.seed(USERS, {"Everyone": [u.user_name for u in USERS]})
+        server.seed(users, {"Everyone": [u.user_name for u in users]})
         yield server, quirks
+
+
+@pytest.fixture
+def scim() -> Iterator[tuple[ScimServer, Quirks]]:
+    yield from everyone_in_one_group(USERS)
 
 
 async def test_revocations_continue_as_new_and_a_refused_one_goes_to_the_owner(
