@@ -43,13 +43,17 @@ async def connect(
     )
 
 
-async def connect_with_retry(settings: Settings, timeout: float = 30) -> Client:
-    """Connect to a server that may still be starting (the embedded dev server)."""
+async def connect_with_retry(
+    settings: Settings, timeout: float = 60, runtime: Runtime | None = None
+) -> Client:
+    """``connect``, waiting up to ``timeout`` seconds for a server that is starting or
+    restarting: an API or worker started while Temporal is briefly down (a deploy, a crash)
+    waits for it instead of exiting. Raises RuntimeError when it is still unreachable."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except RuntimeError:
             if loop.time() > deadline:
                 raise

@@ -42,7 +42,7 @@ from connectors.ssf import signing_key
 from db.session import session_factory
 from metrics import count_scim_response, serve_metrics
 from rate_share import share_rates
-from temporal_client import connect
+from temporal_client import connect_with_retry
 from workflows.campaign import AccessReviewCampaignWorkflow
 from workflows.human_task import HumanTaskWorkflow
 from workflows.offboarding import OffboardingWorkflow
@@ -227,7 +227,7 @@ async def serve_worker(settings: Settings, catalog: Catalog) -> None:
     """
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_port)
-    client = await connect(settings, runtime=sdk_runtime(settings))
+    client = await connect_with_retry(settings, runtime=sdk_runtime(settings))
     registry = ConnectorRegistry(catalog, observe=count_scim_response)
     built = build_worker(client, settings, catalog, registry)
     # As PID 1 in a container SIGTERM has no default action: drain in-flight activities.

@@ -14,14 +14,14 @@ from api.limits import BodyLimits
 from api.routes import campaigns, health, offboardings, people, ssf, tasks, webhooks
 from api.schemas import ERROR_RESPONSES
 from config import Catalog, Settings
-from temporal_client import connect
+from temporal_client import connect_with_retry
 
 
 def create_app(settings: Settings, catalog: Catalog, client: Client | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.temporal is None:
-            app.state.temporal = await connect(settings)
+            app.state.temporal = await connect_with_retry(settings)
         yield
 
     app = FastAPI(title="offboard", version="0.1.0", lifespan=lifespan)
