@@ -75,12 +75,17 @@ class RestoreActivities(AppActivities):
             )
         await trail.write(trail.event("scim.reactivated", {}))
         groups = [GroupRef(id=g.id, name=g.name) for g in inp.groups]
-        outcomes = await asyncio.gather(*(connector.add_member(g, inp.account_id) for g in groups))
+        outcomes = await asyncio.gather(
+            *(connector.add_member(g, inp.account_id) for g in groups), return_exceptions=True
+        )
         added = [g for g, o in zip(groups, outcomes, strict=True) if o == "added"]
         vanished = [g.name for g, o in zip(groups, outcomes, strict=True) if o == "gone"]
-        if added:
+        if added:  # on the trail even when another group failed: it happened
             detail = {"groups": [g.name for g in added], "group_ids": [g.id for g in added]}
             await trail.write(trail.event("scim.groups_added", detail))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         problems: list[str] = []
         for attempt in range(READ_BACK_TRIES):
             read = await connector.read_back(inp.account_id, added)

@@ -121,6 +121,26 @@ async def test_capped_group_with_the_leaver_shown_is_not_rewritten_either(
     assert scim_env.quirks.count("PUT") == 0
 
 
+async def test_a_capped_group_is_not_rewritten_to_add_a_restored_account(
+    scim_env: ScimEnv, make_connector: ConnectorFactory
+) -> None:
+    """A restore on an app without PATCH on groups: the same proof as for removal, or the
+    members the capped list does not show would lose access."""
+    app = scim_env.as_scim_app()
+    _big_group(app, LEAVER)
+    scim_env.quirks.group_patch_unsupported = True
+    scim_env.quirks.user_groups_filter = True
+    big = next(g for g in scim_env.server._search("/Groups", None) if g["displayName"] == BIG_GROUP)
+    returning = scim_env.id_of(LEAVER + 1)
+
+    with pytest.raises(ProtocolError, match="add the account back by hand"):
+        await make_connector().add_member(GroupRef(id=big["id"], name=BIG_GROUP), returning)
+
+    assert scim_env.quirks.count("PUT") == 0
+    after = next(g for g in scim_env.server._search("/Groups", None) if g["id"] == big["id"])
+    assert len(after["members"]) == 151
+
+
 async def test_group_proven_complete_is_rewritten_without_only_the_leaver(
     scim_env: ScimEnv, make_connector: ConnectorFactory
 ) -> None:

@@ -237,7 +237,7 @@ class ScimConnector:
             )
             if result != "unsupported":
                 return None
-        return await self._put_group_without(group, account_id)
+        return await self._put_group_members(group, account_id, member=False)
 
     async def add_member(self, group: GroupRef, account_id: str) -> Literal["added", "gone"]:
         """Put the account back into one group (a restore); "gone" when the group is.
@@ -254,11 +254,12 @@ class ScimConnector:
             if result != "unsupported":
                 return "added" if result == "ok" else "gone"
 
-        def with_member(resource: dict[str, Any]) -> None:
-            if account_id not in member_ids(resource):
-                resource["members"] = [*(resource.get("members") or []), {"value": account_id}]
-
-        return "added" if await self.writes.put_modified(path, with_member) == "ok" else "gone"
+        # A PUT replaces the member list: only a list proven complete may be written back,
+        # as for removal, or whoever the app did not show would lose access.
+        refused = await self._put_group_members(group, account_id, member=True)
+        if refused is not None:
+            raise ProtocolError(f"{self.app_id}: {refused}")
+        return "added"
 
     async def remove_groups(self, account_id: str) -> GroupRemoval:
         """Take the account out of every group it is known to be in."""
@@ -272,14 +273,22 @@ class ScimConnector:
                 removal.refused[group.name] = reason
         return removal
 
-    async def _put_group_without(self, group: GroupRef, account_id: str) -> str | None:
+    async def _put_group_members(
+        self, group: GroupRef, account_id: str, member: bool
+    ) -> str | None:
+        """Rewrite the group (GET + PUT, RFC 7644 3.5.1) with the account in it (``member``)
+        or without it; returns why it was not rewritten, or None when done (or the group is
+        gone). Only a member list proven complete is written back, and after the PUT every
+        other member must still be listed (else ProtocolError)."""
         path = group_path(group.id)
         for _ in range(2):
             read, resource = await self.transport.read(path, missing_ok=True)
             if resource is None:
                 return None
             before = member_ids(resource)
-            if account_id not in before:
+            if member and account_id in before:
+                return None
+            if not member and account_id not in before:
                 # The app said the account is in this group, but its read does not show it:
                 # the member list is partial, and a rewrite would drop whoever is missing.
                 return (
@@ -288,13 +297,14 @@ class ScimConnector:
                 )
             unproven = await self._unproven_complete(group, resource)
             if unproven is not None:
-                return unproven
+                return f"{unproven}; {'add the account back' if member else 'remove'} by hand"
             version = resource_version(read, resource)
-            resource["members"] = [
+            others = [
                 m
                 for m in resource.get("members") or []
                 if not (isinstance(m, dict) and str(m.get("value")) == account_id)
             ]
+            resource["members"] = [*others, {"value": account_id}] if member else others
             resource.pop("meta", None)
             headers = {"If-Match": version} if version else {}
             put = await self.transport.request(
@@ -335,12 +345,12 @@ class ScimConnector:
         try:
             _, page = await self.transport.read("/Users", query)
         except RejectedError:
-            return f"{unsafe} cannot be proven complete (no groups.value query); remove by hand"
+            return f"{unsafe} cannot be proven complete (no groups.value query)"
         total = (page or {}).get("totalResults")
         if not isinstance(total, int) or total != len(users):
             return (
                 f"{unsafe} shows {len(users)} users but the app counts {total}: a rewrite "
-                "would drop the others; remove by hand"
+                "would drop the others"
             )
         return None
 
