@@ -1,9 +1,9 @@
 """Restores: undo an offboarding that already took effect (a rescinded termination, a rehire).
 
 ``offer_restore`` starts ``RestoreWorkflow`` (``restore-<run id>``, one per run, ever) for the
-person's latest run that took effect; an admin approves it (``approve_restore``), and its plan
-and progress are read back from the person's trail (``restore_view``): the trail is where the
-plan, the approval and every app's outcome are recorded anyway.
+person's newest run, when that run took effect; an admin approves it (``approve_restore``),
+and its plan and progress are read back from the person's trail (``restore_view``): the trail
+is where the plan, the approval and every app's outcome are recorded anyway.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def latest_effective_run(session: Session, person_id: str) -> OffboardingRun | N
 async def offer_restore(
     client: Client, db: Db, settings: Settings, person_id: str, reason: str, actor: str
 ) -> str | None:
-    """Offer to restore what the person's latest effective run did; returns that run's id,
+    """Offer to restore what the person's newest run did, when it took effect; returns its id,
     or None when no run took effect. A run is offered once: a second offer is the first one."""
     run = await db.run(lambda session: latest_effective_run(session, person_id))
     if run is None:
