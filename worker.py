@@ -172,6 +172,7 @@ def build_worker(
                 plan.catalog_apps,
                 plan.plan_offboarding,
                 plan.plan_app,
+                plan.plan_apps,
                 deprovision.deprovision_scim,
                 idp.deprovision_idp,
                 signals.share_session_revoked,

@@ -18,11 +18,13 @@ from config import AppConfig, Catalog
 from connectors.base import ConnectorError
 from connectors.registry import ConnectorRegistry
 from db.models import Person
-from workflows.types import AppPlan, ManualPlan, Plan, PlanInput
+from workflows.types import AppPlan, ManualPlan, Plan, PlanBatch, PlanInput
 
 # A plan keeps asking an app that is down or pausing us this many times (about five minutes
 # of the workflow's backoff), then the app's step becomes an exception task with a retry.
 PLAN_ATTEMPTS = 8
+# How long ``plan_apps`` waits for one app before leaving it to an activity of its own.
+TOGETHER_SECONDS = 10.0
 
 _templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 # The plan of an account the app already shows inactive and in no group: nothing to write.
@@ -87,19 +89,53 @@ class PlanActivities(AppActivities):
         Per app, so one app's pause (a long Retry-After) or outage never delays planning for
         the others. Raises ApplicationError (retryable) when the app cannot be asked now.
         """
-        [app_id] = inp.apps or [""]
-        try:
-            app = self._catalog.app(app_id)
-        except KeyError:
-            raise ApplicationError(
-                f"unknown app: {app_id}", type="config", non_retryable=True
-            ) from None
-        # The leaver's name and manager only fill task instructions: no DB read for the rest
-        # (one per app per person under a burst).
-        tasks = app.manual is not None or app.handover is not None
-        name, manager = (
-            await asyncio.to_thread(self._leaver, inp.person_id) if tasks else ("", None)
+        [app] = self._apps(inp)
+        return await self._plan_one(app, inp, *await self._leaver_for([app], inp))
+
+    @activity.defn(name="plan_apps")
+    async def plan_apps(self, inp: PlanInput) -> PlanBatch:
+        """Several apps' plans in one activity (``inp.apps``: apps without a task queue of
+        their own), so a run over many apps costs one activity, not one per app.
+
+        An app that cannot be asked at once (a 429, an outage, no answer within
+        TOGETHER_SECONDS) is left in ``unplanned``, to be planned by its own ``plan_app`` with
+        its retries and budget: no app holds up the others longer than that. Raises
+        ApplicationError (non-retryable) naming an app not in the catalog.
+        """
+        apps = self._apps(inp)
+        name, manager = await self._leaver_for(apps, inp)
+
+        async def one(app: AppConfig) -> AppPlan | None:
+            try:
+                plan = self._plan_one(app, inp, name, manager)
+                return await asyncio.wait_for(plan, TOGETHER_SECONDS)
+            except (ApplicationError, TimeoutError):
+                return None
+
+        plans = await asyncio.gather(*(one(app) for app in apps))
+        return PlanBatch(
+            apps=[p for p in plans if p is not None],
+            unplanned=[app.id for app, p in zip(apps, plans, strict=True) if p is None],
         )
+
+    def _apps(self, inp: PlanInput) -> list[AppConfig]:
+        try:
+            return [self._catalog.app(app_id) for app_id in inp.apps or [""]]
+        except KeyError as exc:
+            raise ApplicationError(
+                f"unknown app: {exc.args[0]}", type="config", non_retryable=True
+            ) from None
+
+    async def _leaver_for(self, apps: list[AppConfig], inp: PlanInput) -> tuple[str, str | None]:
+        """The leaver's name and manager when some app's task instructions need them: no DB
+        read for the rest (one per app per person under a burst)."""
+        if any(app.manual is not None or app.handover is not None for app in apps):
+            return await asyncio.to_thread(self._leaver, inp.person_id)
+        return "", None
+
+    async def _plan_one(
+        self, app: AppConfig, inp: PlanInput, name: str, manager: str | None
+    ) -> AppPlan:
         plan = await self._plan_app(app, inp, name)
         if app.handover is None or plan.action == "skip":
             return plan

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         IdpStepResult,
         ManualPlan,
         Plan,
+        PlanBatch,
         PlanInput,
         ScimStepInput,
         ScimStepResult,
@@ -237,6 +239,8 @@ class AppSteps(RunRecord):
                 PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
                 start_to_close_timeout=timedelta(seconds=10),
             )
+            if self._together:
+                return Plan(apps=await self._plan_together(bases))
             return Plan(apps=list(await asyncio.gather(*(self._plan_app(b) for b in bases))))
         plan: Plan = await workflow.execute_activity_method(
             PlanActivities.plan_offboarding,
@@ -245,6 +249,35 @@ class AppSteps(RunRecord):
             retry_policy=SCIM_RETRY,
         )
         return plan
+
+    async def _plan_together(self, bases: list[AppPlan]) -> list[AppPlan]:
+        """Apps without a queue of their own planned in one activity (the fewest activities
+        per person under a burst); apps on their own queue keep theirs (admission), and an app
+        the shared activity could not ask at once gets its own, with its retries and budget."""
+        together = [b.app for b in bases if not b.task_queue]
+        if len(together) < 2:
+            return list(await asyncio.gather(*(self._plan_app(b) for b in bases)))
+        own = {
+            b.app: asyncio.create_task(self._plan_app(b)) for b in bases if b.app not in together
+        }
+        planned: dict[str, AppPlan] = {}
+        try:
+            batch: PlanBatch = await workflow.execute_activity_method(
+                PlanActivities.plan_apps,
+                PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=together),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            planned = {p.app: p for p in batch.apps}
+        except ActivityError:
+            pass  # e.g. the worker died meanwhile: each app is asked by its own activity
+        own |= {
+            b.app: asyncio.create_task(self._plan_app(b))
+            for b in bases
+            if b.app in together and b.app not in planned
+        }
+        await asyncio.gather(*own.values())
+        return [planned[b.app] if b.app in planned else own[b.app].result() for b in bases]
 
     def _app_options(self, p: AppPlan, timeout: timedelta) -> dict[str, Any]:
         """Task queue and timeout for an app's activity: its own queue when it has one."""

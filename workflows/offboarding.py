@@ -73,6 +73,11 @@ DELETE_CANCELLABLE = "delete-cancellable"
 # activity or task that writes to it directly starts, instead of once before the apps start
 # (so the plan, run.started and every app's step.started go out in one write).
 LEAN_HISTORY = "lean-history"
+# Since this patch the apps without a task queue of their own are planned together, in one
+# activity (plan_apps), instead of one activity per app: under a burst, 4 activities and as many
+# workflow tasks fewer per person with 5 such apps. An app it cannot ask at once is planned by
+# its own activity as before. Its marker stands for every patch above, lean-history included.
+PLAN_TOGETHER = "plan-together"
 
 
 @workflow.defn
@@ -102,13 +107,15 @@ class OffboardingWorkflow(AppSteps):
         self._ordered_trail = False
         self._delete_cancellable = False
         self._lean = False
+        self._together = False
         self._open_handovers: set[str] = set()
 
     # -- run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OffboardingInput) -> RunState:
-        self._lean = workflow.patched(LEAN_HISTORY)
+        self._together = workflow.patched(PLAN_TOGETHER)
+        self._lean = self._together or workflow.patched(LEAN_HISTORY)
         self._events_with_status = self._lean or workflow.patched(STEP_EVENTS_WITH_STATUS)
         self._sound = self._lean or workflow.patched(VERIFIED_SOUNDNESS)
         self._admission = self._lean or workflow.patched(APP_ADMISSION)

@@ -56,6 +56,7 @@ class RunRecord:
     _ordered_trail: bool
     _delete_cancellable: bool
     _lean: bool
+    _together: bool
     _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:

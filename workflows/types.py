@@ -86,6 +86,14 @@ class Plan(BaseModel):
     apps: list[AppPlan]
 
 
+class PlanBatch(BaseModel):
+    """Plans made together (``plan_apps``); the ``unplanned`` apps could not be asked at once
+    and are each planned by an activity of their own."""
+
+    apps: list[AppPlan]
+    unplanned: list[str] = Field(default_factory=list)
+
+
 class StepState(BaseModel):
     app: str
     connector: str
