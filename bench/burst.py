@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from api.signature import sign  # noqa: E402
 from bench.proc_stats import cpu_seconds, rss_kib  # noqa: E402
-from bench.procs import CATALOG_APP, SECRET, Proc, spawn, spawn_offboard  # noqa: E402
+from bench.procs import SECRET, Proc, catalog_app, spawn, spawn_offboard  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.temporal_server import TemporalDevServer  # noqa: E402
@@ -85,8 +85,7 @@ def start_stack(people: int) -> Stack:
         )
         stack.scim_urls.append(f"http://127.0.0.1:{port}/v2")
     catalog = "apps:" + "".join(
-        CATALOG_APP.format(i=i, url=url, rate=100000, concurrency=32)
-        for i, url in enumerate(stack.scim_urls)
+        catalog_app(i, url, concurrency=32) for i, url in enumerate(stack.scim_urls)
     )
     (workdir / "apps.yaml").write_text(catalog)
     port = free_port()

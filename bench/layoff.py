@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.burst import post_webhook  # noqa: E402
-from bench.procs import CATALOG_APP, Proc, spawn, spawn_offboard  # noqa: E402
+from bench.procs import Proc, catalog_app, spawn, spawn_offboard  # noqa: E402
 from bench.scaleout import Deployment, Shares, worker_shares  # noqa: E402
 from devstack.demo_data import demo_users  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
@@ -123,7 +123,7 @@ def main() -> None:
             procs.append(spawn(cmd, workdir, f"scim{i}"))
             urls.append(f"http://127.0.0.1:{port}/v2")
         catalog = "apps:" + "".join(
-            CATALOG_APP.format(i=i, url=u, rate=int(r), concurrency=8)
+            catalog_app(i, u, concurrency=8, rate=r)
             for i, (u, r) in enumerate(zip(urls, rates, strict=True))
         )
         (workdir / "apps.yaml").write_text(catalog)

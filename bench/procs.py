@@ -63,18 +63,16 @@ def spawn(
     raise RuntimeError(f"{name} did not become ready")
 
 
-CATALOG_APP = """
-  - id: app{i}
-    name: App {i}
-    owners: [owner{i}@example.com]
-    connector: scim
-    scim:
-      base_url: {url}
-      token_env: BENCH_SCIM_TOKEN
-      match: userName
-      rate_limit_per_minute: {rate}
-      max_concurrent_requests: {concurrency}
-"""
+def catalog_app(i: int, url: str, concurrency: int, rate: float | None = None) -> str:
+    """The catalog entry of bench app ``i`` at ``url``; ``rate`` (requests/min) gives it a rate
+    limit, and so its own task queue (worker.py), else it is unthrottled."""
+    limit = f"      rate_limit_per_minute: {int(rate)}\n" if rate is not None else ""
+    return (
+        f"\n  - id: app{i}\n    name: App {i}\n    owners: [owner{i}@example.com]\n"
+        f"    connector: scim\n    scim:\n      base_url: {url}\n"
+        f"      token_env: BENCH_SCIM_TOKEN\n      match: userName\n{limit}"
+        f"      max_concurrent_requests: {concurrency}\n"
+    )
 
 
 def offboard_env(workdir: Path, temporal_address: str, port: int) -> dict[str, str]:

@@ -239,7 +239,7 @@ class AppSteps(RunRecord):
                 PlanInput(person_id=self._inp.person_id, email=self._inp.email, apps=apps),
                 start_to_close_timeout=timedelta(seconds=10),
             )
-            if self._together:
+            if self._fewer:
                 return Plan(apps=await self._plan_together(bases))
             return Plan(apps=list(await asyncio.gather(*(self._plan_app(b) for b in bases))))
         plan: Plan = await workflow.execute_activity_method(

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 _QUICK = timedelta(seconds=30)
+# How long the mirror lets running steps' results gather before it writes anyway.
+SETTLE = timedelta(seconds=10)
 
 
 class RunRecord:
@@ -56,7 +58,8 @@ class RunRecord:
     _ordered_trail: bool
     _delete_cancellable: bool
     _lean: bool
-    _together: bool
+    _fewer: bool
+    _flushes: int  # how many are waiting in _flush
     _open_handovers: set[str]
 
     def _set(self, app: str, status: StepStatus, detail: str) -> None:
@@ -113,6 +116,11 @@ class RunRecord:
         """
         while True:
             await workflow.wait_condition(lambda: self._dirty or self._closing)
+            if self._fewer and not self._write_now():
+                try:
+                    await workflow.wait_condition(self._write_now, timeout=SETTLE)
+                except TimeoutError:
+                    pass
             if self._lean:
                 # Conditions are checked once nothing else is ready to run: so the
                 # coroutines this activation woke go first, and when the last step settles,
@@ -142,9 +150,21 @@ class RunRecord:
             )
             self._written = record.version
 
+    def _write_now(self) -> bool:
+        """Whether a change should be written without waiting for running steps to settle:
+        at the run's end, when a direct write waits for it, or when no step is running."""
+        busy = any(s.status in ("pending", "running") for s in self._steps.values())
+        return self._closing or self._flushes > 0 or not busy
+
     async def _flush(self) -> None:
         """Wait until every change so far is written (state and audit events)."""
-        await workflow.wait_condition(lambda: not self._dirty and self._written == self._version)
+        self._flushes += 1
+        try:
+            await workflow.wait_condition(
+                lambda: not self._dirty and self._written == self._version
+            )
+        finally:
+            self._flushes -= 1
 
     async def _before_direct_writes(self) -> None:
         """Before starting an activity or task that writes to the trail itself: everything
