@@ -152,8 +152,9 @@ class RunRecord:
 
     def _write_now(self) -> bool:
         """Whether a change should be written without waiting for running steps to settle:
-        at the run's end, when a direct write waits for it, or when no step is running."""
-        busy = any(s.status in ("pending", "running") for s in self._steps.values())
+        at the run's end, when a direct write waits for it, or when no step is running (a plan,
+        a held or scheduled run, a task opened show at once)."""
+        busy = any(s.status == "running" for s in self._steps.values())
         return self._closing or self._flushes > 0 or not busy
 
     async def _flush(self) -> None:
