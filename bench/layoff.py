@@ -22,9 +22,10 @@ that timed out waiting for its turn would show here).
 Then, once offboard and its apps are stopped, the baseline (bench/baseline.py: one activity
 per app making the same requests, each request answered 429 sent again after its own
 Retry-After, Temporal's default retry policy for the rest) deprovisions the same N people, all
-started at once, on fresh apps (new processes, same users and rates, full token buckets). It prints the ratio baseline finish ÷ offboard
-finish (above 1, offboard is faster), overall and per app (each app's last admitted request),
-and the baseline's requests, 429s and early requests per app. Figures only: nothing is asserted.
+started at once, on fresh apps (new processes, same users and rates, full token buckets). It
+prints the ratio baseline finish ÷ offboard finish (above 1, offboard is faster), overall and
+per app (each app's last admitted request), and the baseline's requests, 429s and early
+requests per app. Figures only: nothing is asserted.
 """
 
 from __future__ import annotations
