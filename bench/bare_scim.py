@@ -4,7 +4,9 @@ member -> GET the user -> GET the removed groups still listing the user (read ba
 
 The baselines the benches compare against (bench/scim_deprovision.py's bare script, the
 hand-written Temporal workflow in bench/baseline.py) share it, so a ratio compares the same
-work (RFC 7644 §3.4.2.2 filters, §3.5.2 PATCH).
+work (RFC 7644 §3.4.2.2 filters, §3.5.2 PATCH). Every refused request (a 429 too) raises, so a
+caller that retries re-runs it all: each step is safe to repeat (a deactivated account stays
+found, a removed membership is no longer listed).
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ _WRITE = {"Content-Type": SCIM_JSON}
 async def deprovision_by_hand(c: httpx.AsyncClient, email: str) -> str:
     """Deactivate ``email``'s account on the app ``c`` is based at, remove it from every
     group, read both back; returns the user id. Raises AssertionError when the read-back
-    still shows access, httpx.HTTPStatusError on a refused write."""
+    still shows access, httpx.HTTPStatusError on any refused request (429 included)."""
     quoted = email.replace("\\", "\\\\").replace('"', '\\"')
     found = await c.get("/Users", params={"filter": f'emails.value eq "{quoted}"'})
+    found.raise_for_status()
     user_id: str = found.json()["Resources"][0]["id"]
     patched = await c.patch(f"/Users/{user_id}", content=json.dumps(DEACTIVATE), headers=_WRITE)
     patched.raise_for_status()
     member = f'members.value eq "{user_id}"'
     listed = await c.get("/Groups", params={"filter": member, "attributes": "displayName"})
+    listed.raise_for_status()
     group_ids = [g["id"] for g in listed.json().get("Resources", [])]
     remove = {
         "schemas": [PATCH_OP],
@@ -44,11 +48,13 @@ async def deprovision_by_hand(c: httpx.AsyncClient, email: str) -> str:
     ):
         response.raise_for_status()
     user = await c.get(f"/Users/{user_id}")
+    user.raise_for_status()
     assert user.json()["active"] is False, email
     if group_ids:
         ids = " or ".join(f'id eq "{g}"' for g in group_ids)
         still = await c.get(
             "/Groups", params={"filter": f"({ids}) and {member}", "attributes": "displayName"}
         )
+        still.raise_for_status()
         assert not still.json().get("Resources"), email
     return user_id

@@ -91,6 +91,12 @@ def offboard_env(workdir: Path, temporal_address: str, port: int) -> dict[str, s
     }
 
 
+def spawn_baseline(workdir: Path, temporal_address: str, queue: str, urls: list[str]) -> Proc:
+    """The baseline's worker (bench/baseline.py) on ``queue``, making its requests to ``urls``."""
+    cmd = [sys.executable, str(ROOT / "bench/baseline.py"), temporal_address, queue, *urls]
+    return spawn(cmd, workdir, "baseline", {"PYTHONPATH": str(ROOT)})
+
+
 def spawn_offboard(workdir: Path, temporal_address: str, port: int) -> Proc:
     """``offboard dev`` on ``port`` with ``workdir/apps.yaml``, as users run it."""
     env = offboard_env(workdir, temporal_address, port)
