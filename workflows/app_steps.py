@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
 # How long planning keeps asking an app (429, outage) before that app's step becomes an
 # exception task; the other apps go ahead meanwhile.
 PLAN_BUDGET = timedelta(minutes=5)
+# Temporal task queue priority (1 highest; unset is 3) of a plan on an app's own queue.
+PLAN_FIRST = Priority(priority_key=1)
 
 
 class AppSteps(RunRecord):
@@ -294,6 +296,10 @@ class AppSteps(RunRecord):
             # On an app's own queue, waiting for admission is not the app failing: there the
             # activity itself gives up after PLAN_ATTEMPTS.
             options["schedule_to_close_timeout"] = PLAN_BUDGET
+        elif self._fewer:
+            # Every app's steps of a run wait for all its plans: on a slow app's queue, plans
+            # go before the steps already waiting there, or the fast apps idle behind them.
+            options["priority"] = PLAN_FIRST
         try:
             plan: AppPlan = await workflow.execute_activity_method(
                 PlanActivities.plan_app,

@@ -78,7 +78,9 @@ LEAN_HISTORY = "lean-history"
 # planned by its own activity as before), and while steps are still running the mirror lets
 # their results gather for up to 10 s, so a burst's step results and the run's end go
 # out in one state write. With 5 such apps: 4 plan activities and 2 state writes fewer per
-# person. Its marker stands for every patch above, lean-history included.
+# person. And on a rate-limited app's own queue, plans go first (task queue priority), so the
+# other apps' steps never wait behind that app's backlog of steps for their run's plan. Its
+# marker stands for every patch above, lean-history included.
 FEWER_ACTIVITIES = "fewer-activities"
 
 
