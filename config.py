@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # Running workflows kept in memory; beyond it the least recent are evicted and replayed
     # from history when they next wake, so a burst of terminations cannot grow memory unbounded.
     workflow_cache_size: int = 200
+    # Temporal's workflow sandbox re-checks every call a workflow makes for non-determinism and
+    # runs each activation (and each payload's serialization context) through exec(); under a
+    # burst that was a fifth of the worker's CPU. The workflows follow the determinism rules
+    # by construction (workflow.now(), workflow.uuid4(), no I/O) and the test suite runs them
+    # all sandboxed, so production runs them without it; true turns it back on.
+    workflow_sandbox: bool = False
     # Threads for DB-writing activities; SQLite has one writer, so more only adds contention.
     db_threads: int = 16
     # How long a SCIM step keeps retrying transient failures (5xx, 429, timeouts, an app that

@@ -21,7 +21,12 @@ from datetime import timedelta
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker import (
+    PollerBehaviorAutoscaling,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.campaign_close import CampaignCloseActivities
@@ -197,12 +202,7 @@ def build_worker(
                 revoke.finish,
             ],
             activity_executor=ThreadPoolExecutor(max_workers=settings.db_threads),
-            # Keep the sandbox's guards on non-deterministic calls, but share already-imported
-            # modules instead of re-importing them for every new run: under a burst of
-            # terminations that re-import was most of the worker's CPU.
-            workflow_runner=SandboxedWorkflowRunner(
-                restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-            ),
+            workflow_runner=workflow_runner(settings),
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             # Pollers scale with the backlog (5 fixed before): under a burst the server hands
@@ -215,6 +215,18 @@ def build_worker(
         )
     share = (lambda: share_rates(client, registry, app_queues)) if app_queues else None
     return Workers(main, per_app, share)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox (``OFFBOARD_WORKFLOW_SANDBOX``; the tests turn it on) or the plain runner."""
+    if not settings.workflow_sandbox:
+        return UnsandboxedWorkflowRunner()
+    # Keep the sandbox's guards on non-deterministic calls, but share already-imported modules
+    # instead of re-importing them for every new run: under a burst of terminations that
+    # re-import was most of the worker's CPU.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    )
 
 
 def sdk_runtime(settings: Settings) -> Runtime | None:

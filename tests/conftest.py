@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sysconfig
 import uuid
@@ -97,6 +98,12 @@ CATALOG = catalog_yaml(
     scim_app_yaml(deprovision="deactivate", gone_after_deactivate_ok=True),
     manual_app_yaml("Disable {{{{ email }}}} in iManage Control Center."),
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every workflow the suite runs goes through Temporal's sandbox, which production leaves
+    # off (Settings.workflow_sandbox): a non-deterministic call fails here, before it ships.
+    os.environ["OFFBOARD_WORKFLOW_SANDBOX"] = "true"
 
 
 @pytest.fixture(scope="session")
