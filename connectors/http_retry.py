@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+import httpcore
 import httpx
 import structlog
 from tenacity import (
@@ -130,6 +131,10 @@ async def gated_send(
     try:
         return await send()
     except httpx.TimeoutException as exc:
+        if not _timed_out(exc):
+            raise TransientError(
+                scrub(f"{app_id}: {method} {path}: connection failed ({type(exc).__name__})")
+            ) from exc
         raise TransientError(
             scrub(f"{app_id}: {method} {path}: timed out ({type(exc).__name__})")
         ) from exc
@@ -139,6 +144,17 @@ async def gated_send(
         ) from exc
     finally:
         gate.release()
+
+
+def _timed_out(exc: httpx.TimeoutException) -> bool:
+    """Whether a transport's timeout is one: httpx-aiohttp reports every aiohttp connection
+    error (a reset, a server that hung up) as ``ConnectTimeout``; its cause says which."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, (TimeoutError, httpcore.TimeoutException)):
+            return True
+        cause = cause.__cause__
+    return exc.__cause__ is None
 
 
 def retry_after(

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from config import ScimSettings
 from connectors.auth import BearerToken, Credentials
+from connectors.registry import scim_http_client
 from connectors.scim import RateGate, ScimConnector
 from devstack.demo_data import DEMO_GROUPS, demo_users
 from devstack.scim_server import ScimServer, SeedUser, WSGIApp
@@ -221,10 +222,10 @@ async def make_connector(scim_env: ScimEnv) -> AsyncIterator[ConnectorFactory]:
     ) -> ScimConnector:
         base_url = (env or scim_env).base_url
         scim = ScimSettings.model_validate(
-            {"base_url": base_url, "token_env": TOKEN_ENV, **settings}
+            {"base_url": base_url, "token_env": TOKEN_ENV, "timeout_seconds": timeout, **settings}
         )
         if client is None:
-            client = httpx.AsyncClient(timeout=timeout)
+            client = scim_http_client(scim)  # the worker's client: its transport, its pool
             clients.append(client)
         creds = credentials or BearerToken(SecretStr(token), TOKEN_ENV)
         return ScimConnector(APP, scim, client, creds, gate)
