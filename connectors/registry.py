@@ -7,6 +7,7 @@ pause hold across runs.
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
@@ -32,6 +33,7 @@ def scim_http_client(
 
     httpx's API over aiohttp's connection pool (httpx-aiohttp): the same requests cost about
     a third less CPU than over httpcore, and a layoff makes several per person per app.
+    Behind a proxy from the environment, httpx's own transport, which applies it.
     ``observe(app, status)`` sees every response (the worker counts them as metrics).
     """
     # One spare connection for the OAuth2 token endpoint.
@@ -44,9 +46,12 @@ def scim_http_client(
             observe(app_id, response.status_code)
 
         hooks["response"] = [count]
+    # httpx honours HTTP(S)_PROXY/NO_PROXY only with its own transport: behind a proxy, use it.
+    proxied = bool(urllib.request.getproxies())
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.timeout_seconds),
-        transport=AiohttpTransport(limits=limits),
+        limits=limits,
+        transport=None if proxied else AiohttpTransport(limits=limits),
         follow_redirects=False,
         event_hooks=hooks,
     )
