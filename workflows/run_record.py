@@ -59,6 +59,7 @@ class RunRecord:
     _delete_cancellable: bool
     _lean: bool
     _fewer: bool
+    _local_records: bool
     _flushes: int  # how many are waiting in _flush
     _open_handovers: set[str]
 
@@ -145,9 +146,14 @@ class RunRecord:
                 effective_at=self._inp.effective_at,
                 version=self._version,
             )
-            await workflow.execute_activity_method(
-                RecordActivities.record_run, record, start_to_close_timeout=_QUICK
-            )
+            if self._local_records:
+                await workflow.execute_local_activity_method(
+                    RecordActivities.record_run, record, start_to_close_timeout=_QUICK
+                )
+            else:
+                await workflow.execute_activity_method(
+                    RecordActivities.record_run, record, start_to_close_timeout=_QUICK
+                )
             self._written = record.version
 
     def _write_now(self) -> bool:
