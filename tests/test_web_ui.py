@@ -47,6 +47,9 @@ def chromium() -> str:
 @pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     # Debian's Chromium, never a downloaded browser build; plain launch = a fresh temp profile.
+    # What a click starts (an Update to a workflow, then the page it redirects to) can take
+    # longer than Playwright's 5 s default on a loaded machine: assertions poll for 30 s.
+    expect.set_options(timeout=30_000)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
